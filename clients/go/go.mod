@@ -1,0 +1,3 @@
+module github.com/loft-relay/loft/clients/go
+
+go 1.23

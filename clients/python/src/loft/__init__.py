@@ -1,0 +1,1 @@
+"""Python client for Loft, the self-hosted webhook relay and delivery service."""

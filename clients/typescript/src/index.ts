@@ -1,0 +1,1 @@
+export * as webhooks from "./webhooks.js";

@@ -1,0 +1,21 @@
+//! Loft: a self-hosted webhook relay and delivery service, controlled through gRPC.
+//!
+//! Modules by concern: `api` (gRPC transport), `http` (HTTP listener), `auth`, `domain`
+//! (resource types that parse), `routing` (patterns, CEL, templates), `signing`, `store`
+//! (SQLite and PostgreSQL), `crypto`; `serve` is the composition root.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod proto;
+pub mod routing;
+pub mod serve;
+pub mod signing;
+pub mod store;
+pub mod telemetry;
+pub mod timeutil;

@@ -1,0 +1,60 @@
+use anyhow::Context;
+use clap::Parser;
+
+use loft::auth::{ApiKeySecret, Role};
+use loft::config::{Cli, Command, KeysCommand, LogFormat};
+use loft::ids::{ApiKeyId, ProjectId};
+use loft::store::{NewApiKey, Store};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(config) => {
+            loft::telemetry::init_logging(if config.dev { LogFormat::Text } else { config.log_format });
+            loft::serve::run(config).await
+        }
+        Command::Migrate(db) => {
+            loft::telemetry::init_logging(LogFormat::Text);
+            let store = Store::connect(&db.database_url).await?;
+            store.migrate().await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Keys { command: KeysCommand::Create(args) } => {
+            let role = Role::parse(&args.role.to_ascii_uppercase()).context("unknown role")?;
+            let project = match (&args.project, role) {
+                (None, Role::Admin) => None,
+                (Some(_), Role::Admin) => anyhow::bail!("an ADMIN key belongs to no project; drop --project"),
+                (None, _) => anyhow::bail!("a {} key needs --project prj_…", role.as_str()),
+                (Some(p), _) => Some(p.parse::<ProjectId>().map_err(|e| anyhow::anyhow!("--project {e}"))?),
+            };
+            let store = Store::connect(&args.database.database_url).await?;
+            store.migrate().await?;
+            if let Some(p) = project {
+                store.get_project(p).await.with_context(|| format!("project {p}"))?;
+            }
+            let secret = ApiKeySecret::generate();
+            let (id, project) = (ApiKeyId::generate().to_string(), project.map(|p| p.to_string()));
+            let mut tx = store.begin().await?;
+            store
+                .insert_api_key(
+                    &mut tx,
+                    &NewApiKey {
+                        id: &id,
+                        project_id: project.as_deref(),
+                        name: &args.name,
+                        role: role.as_str(),
+                        prefix: secret.display_prefix(),
+                        key_hash: &secret.hash(),
+                        expire_time: None,
+                        now: loft::timeutil::now_micros(),
+                    },
+                )
+                .await?;
+            tx.commit().await?;
+            println!("{id}\n{}", secret.expose());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Matching events to subscriptions: event type patterns, CEL filters, body templates.
+
+pub mod filter;
+pub mod pattern;
+pub mod template;

@@ -1,0 +1,100 @@
+//! What the delivery engine knows of a destination: state, circuit, failure counters. A
+//! destination without a row is active and healthy.
+
+use std::collections::HashMap;
+
+use super::{StoreError, Tx, on_pool, on_tx};
+use crate::store::Store;
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DestinationHealth {
+    pub destination_id: String,
+    /// `ACTIVE`, `PAUSED` or `DISABLED`.
+    pub state: String,
+    pub disabled_reason: String,
+    pub consecutive_failures: i64,
+    pub failing_since: Option<i64>,
+    pub last_success_time: Option<i64>,
+    pub last_failure_time: Option<i64>,
+    /// `CLOSED`, `OPEN` or `HALF_OPEN`.
+    pub circuit: String,
+    pub circuit_retry_time: Option<i64>,
+}
+
+impl DestinationHealth {
+    pub fn healthy(destination_id: &str) -> Self {
+        Self {
+            destination_id: destination_id.to_owned(),
+            state: "ACTIVE".to_owned(),
+            disabled_reason: String::new(),
+            consecutive_failures: 0,
+            failing_since: None,
+            last_success_time: None,
+            last_failure_time: None,
+            circuit: "CLOSED".to_owned(),
+            circuit_retry_time: None,
+        }
+    }
+}
+
+macro_rules! select_health {
+    ($rest:literal) => {
+        concat!(
+            "SELECT destination_id, state, disabled_reason, consecutive_failures, failing_since, last_success_time, ",
+            "last_failure_time, circuit, circuit_retry_time FROM destination_health ",
+            $rest
+        )
+    };
+}
+
+impl Store {
+    pub async fn destination_health(&self, destination_id: &str) -> Result<DestinationHealth, StoreError> {
+        let row: Option<DestinationHealth> = on_pool!(self.pool(), p => sqlx::query_as(select_health!("WHERE destination_id = $1"))
+            .bind(destination_id).fetch_optional(p).await?);
+        Ok(row.unwrap_or_else(|| DestinationHealth::healthy(destination_id)))
+    }
+
+    /// Health of a project's destinations with ids in `(after, last]`: one list page.
+    pub async fn destination_health_range(
+        &self,
+        project: &str,
+        after: Option<&str>,
+        last: &str,
+    ) -> Result<HashMap<String, DestinationHealth>, StoreError> {
+        let rows: Vec<DestinationHealth> = on_pool!(self.pool(), p => sqlx::query_as(select_health!(
+            "WHERE destination_id IN (SELECT id FROM destinations WHERE project_id = $1 AND id > $2 AND id <= $3)"))
+            .bind(project).bind(after.unwrap_or("")).bind(last).fetch_all(p).await?);
+        Ok(rows.into_iter().map(|h| (h.destination_id.clone(), h)).collect())
+    }
+
+    /// Sets the state a user chose (pause, resume). Resuming also forgets failures, so that a
+    /// re-enabled destination starts with a closed circuit.
+    pub async fn set_destination_state(
+        &self,
+        tx: &mut Tx,
+        destination_id: &str,
+        state: &str,
+        reason: &str,
+        reset: bool,
+    ) -> Result<(), StoreError> {
+        on_tx!(tx, c => sqlx::query(
+            "INSERT INTO destination_health (destination_id, state, disabled_reason) VALUES ($1, $2, $3) \
+             ON CONFLICT (destination_id) DO UPDATE SET state = $2, disabled_reason = $3, \
+             consecutive_failures = CASE WHEN $4 THEN 0 ELSE destination_health.consecutive_failures END, \
+             failing_since = CASE WHEN $4 THEN NULL ELSE destination_health.failing_since END, \
+             circuit = CASE WHEN $4 THEN 'CLOSED' ELSE destination_health.circuit END, \
+             circuit_retry_time = CASE WHEN $4 THEN NULL ELSE destination_health.circuit_retry_time END")
+            .bind(destination_id).bind(state).bind(reason).bind(reset).execute(c).await.map(|_| ())?);
+        Ok(())
+    }
+
+    pub async fn destination_health_in(
+        &self,
+        tx: &mut Tx,
+        destination_id: &str,
+    ) -> Result<DestinationHealth, StoreError> {
+        let row: Option<DestinationHealth> = on_tx!(tx, c => sqlx::query_as(select_health!("WHERE destination_id = $1"))
+            .bind(destination_id).fetch_optional(c).await?);
+        Ok(row.unwrap_or_else(|| DestinationHealth::healthy(destination_id)))
+    }
+}
