@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod intake;
 pub mod proto;
 pub mod routing;
 pub mod serve;

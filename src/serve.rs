@@ -20,7 +20,9 @@ use crate::config::ServeConfig;
 use crate::crypto::Cipher;
 use crate::domain::url_policy::UrlPolicy;
 use crate::ids::ApiKeyId;
-use crate::store::{Backend, NewApiKey, Store};
+use crate::intake::Intake;
+use crate::routing::router::Router;
+use crate::store::{Backend, GroupWriter, NewApiKey, Store};
 use crate::timeutil::now_micros;
 
 /// How often the database is pinged to drive health and readiness.
@@ -67,6 +69,8 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
     let dev = config.dev;
     let http_addr = http.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
+    let router = Router::new(store.clone());
+    let (writer, writer_task) = GroupWriter::start(store.clone(), |_committed| {});
     let state = Arc::new(AppState {
         store: store.clone(),
         auth: Authenticator::new(store.clone()),
@@ -78,6 +82,7 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
         },
         public_url: public_url.trim_end_matches('/').to_owned(),
         max_body_bytes: config.max_body_bytes,
+        intake: Intake::new(writer, router),
     });
 
     let shutdown = CancellationToken::new();
@@ -131,6 +136,11 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
     let up = database_answers(&store).await;
     set_health(&health_reporter, up).await;
     tasks.push(tokio::spawn(watch_health(store.clone(), health_reporter, up, shutdown.clone())));
+    // Last: once the listeners have stopped and dropped their handles, the writer commits what
+    // is queued and ends.
+    tasks.push(tokio::spawn(async move {
+        let _ = writer_task.await;
+    }));
 
     tracing::info!(%grpc_addr, %http_addr, backend = ?store.backend(), "loft serving");
     Ok(Running { grpc_addr, http_addr, store, bootstrap_key, shutdown, tasks })

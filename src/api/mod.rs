@@ -22,6 +22,7 @@ use crate::auth::{Access, Authenticator};
 use crate::crypto::Cipher;
 use crate::domain::url_policy::UrlPolicy;
 use crate::error::{ApiError, FieldViolation};
+use crate::intake::Intake;
 use crate::proto::ErrorReason;
 use crate::proto::api_key_service_server::ApiKeyServiceServer;
 use crate::proto::delivery_service_server::DeliveryServiceServer;
@@ -44,6 +45,8 @@ pub struct AppState {
     /// Base of sources' `ingest_url`, without a trailing slash.
     pub public_url: String,
     pub max_body_bytes: u64,
+    /// The accept path shared with HTTP ingest.
+    pub intake: Intake,
 }
 
 impl AppState {

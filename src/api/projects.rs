@@ -167,6 +167,7 @@ impl ProjectService for Projects {
             .await
             .map_err(ApiError::from)?;
         tx.commit().await.map_err(ApiError::from)?;
+        cx.routing_changed();
         Ok(Response::new(pb::UpdateProjectResponse {
             project: Some(project_proto(id, &spec, record.create_time, now)),
         }))

@@ -32,6 +32,14 @@ pub struct Cx<'a> {
     pub creating: bool,
 }
 
+impl Cx<'_> {
+    /// After a change to what routes events (subscriptions, templates, the catalog, project
+    /// settings): this node's routing table is rebuilt on next use.
+    pub fn routing_changed(&self) {
+        self.state.intake.router().invalidate(self.project);
+    }
+}
+
 /// A spec whose fields are set from a proto message, path by path.
 pub trait Fields: Default + PartialEq + Clone {
     type Proto: Default + Send + Sync;
@@ -121,6 +129,7 @@ pub async fn insert<R: Resource>(cx: &Cx<'_>, id: R::Id, spec: R) -> ApiResult<S
     doc.spec.check_references(cx, &mut tx).await?;
     store.insert_document(&mut tx, &doc).await.map_err(|e| ApiError::from_store(e, R::KIND, doc.id.to_string()))?;
     tx.commit().await?;
+    cx.routing_changed();
     Ok(doc)
 }
 
@@ -163,6 +172,7 @@ where
         .await
         .map_err(|e| ApiError::from_store(e, R::KIND, id.to_string()))?;
     tx.commit().await?;
+    cx.routing_changed();
     Ok(())
 }
 
@@ -190,6 +200,7 @@ where
     doc.update_time = now_micros();
     store.update_document(&mut tx, &doc).await.map_err(|e| ApiError::from_store(e, R::KIND, id.to_string()))?;
     tx.commit().await?;
+    cx.routing_changed();
     Ok(doc)
 }
 

@@ -2,4 +2,5 @@
 
 pub mod filter;
 pub mod pattern;
+pub mod router;
 pub mod template;

@@ -6,9 +6,12 @@
 //! The few real dialect differences live in `dialect.rs`.
 
 mod api_keys;
+mod deliveries;
 mod destinations;
 mod documents;
+mod events;
 mod projects;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -18,10 +21,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use api_keys::{ApiKeyRecord, NewApiKey};
+pub use deliveries::{DeliveryFilter, DeliveryRecord};
 pub use destinations::DestinationHealth;
 pub(crate) use documents::document_table;
 pub use documents::{Document, DocumentFilter, References, Stored, Table};
+pub use events::{
+    DeliveryCounts, EventFilter, EventRecord, EventWrite, NewActivity, NewDelivery, NewEvent, WriteOutcome,
+};
 pub use projects::ProjectRecord;
+pub use writer::GroupWriter;
 
 /// Runs `$body` with `$p` bound to the configured pool, once per backend.
 macro_rules! on_pool {

@@ -1,0 +1,2 @@
+pub mod outcome;
+pub mod sender;

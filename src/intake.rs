@@ -1,0 +1,209 @@
+//! Taking events in — HTTP ingest and `PublishEvent` alike: check against the catalog, route,
+//! and commit the event with its deliveries and activity in one group-committed transaction.
+//! The caller acknowledges only after [`Intake::accept`] returns.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::ids::{DeliveryId, EventId, ProjectId, SourceId};
+use crate::routing::router::{RouteInput, Router};
+use crate::store::{EventWrite, GroupWriter, NewActivity, NewDelivery, NewEvent, StoreError, WriteOutcome};
+use crate::timeutil::{Micros, from_micros, now_micros};
+
+/// The request an inbound event arrived with, kept exactly.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InboundRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// In arrival order, duplicates kept.
+    pub headers: Vec<(String, String)>,
+    pub source_ip: String,
+}
+
+/// An event to accept.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub project: ProjectId,
+    pub source_id: Option<SourceId>,
+    pub event_type: String,
+    pub body: Vec<u8>,
+    pub content_type: String,
+    pub request: Option<InboundRequest>,
+    /// `(scope, key, window)`: a repeat within the window returns the first event.
+    pub dedup: Option<(String, String, Micros)>,
+    pub idempotency_key: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub occur_time: Option<Micros>,
+    pub deliver_time: Option<Micros>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub event_id: String,
+    /// The event existed already (idempotency key or dedup window); nothing was stored.
+    pub duplicate: bool,
+    pub deliveries_created: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("event type `{0}` is not in the project's catalog")]
+    UnknownEventType(String),
+    /// Where the payload breaks the event type's schema (JSON pointer and message).
+    #[error("payload does not match the schema of `{event_type}`")]
+    Schema { event_type: String, errors: Vec<(String, String)> },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The accept path. Cheap to clone.
+#[derive(Clone)]
+pub struct Intake {
+    writer: GroupWriter,
+    router: Router,
+}
+
+impl Intake {
+    pub fn new(writer: GroupWriter, router: Router) -> Self {
+        Self { writer, router }
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    pub async fn accept(&self, e: Incoming) -> Result<Accepted, IntakeError> {
+        let table = self.router.routes(e.project).await?;
+        let body_json = parse_json(&e.content_type, &e.body);
+        match table.event_types.get(&e.event_type) {
+            None if table.project.strict_event_types => return Err(IntakeError::UnknownEventType(e.event_type)),
+            Some(Some(schema)) => {
+                let errors: Vec<(String, String)> = match &body_json {
+                    Some(json) => schema
+                        .iter_errors(json)
+                        .take(10)
+                        .map(|err| (err.instance_path().to_string(), err.to_string()))
+                        .collect(),
+                    None => vec![(String::new(), "payload is not JSON".to_owned())],
+                };
+                if !errors.is_empty() {
+                    return Err(IntakeError::Schema { event_type: e.event_type, errors });
+                }
+            }
+            _ => {}
+        }
+
+        let event_id = EventId::generate();
+        let id = event_id.to_string();
+        let receive_time = now_micros();
+        let headers: BTreeMap<String, String> = e
+            .request
+            .iter()
+            .flat_map(|r| r.headers.iter())
+            .rev() // so the first value of a repeated header is the one kept
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+            .collect();
+        let null = serde_json::Value::Null;
+        let receive_rfc3339 = chrono::DateTime::<chrono::Utc>::from(from_micros(receive_time)).to_rfc3339();
+        let source = e.source_id.map(|s| s.to_string());
+        let routed = table.route(&RouteInput {
+            event_id: &id,
+            event_type: &e.event_type,
+            source_id: source.as_deref(),
+            headers: &headers,
+            body: body_json.as_ref().unwrap_or(&null),
+            labels: &e.labels,
+            receive_time: &receive_rfc3339,
+        });
+        let due = e.deliver_time.unwrap_or(receive_time).max(receive_time);
+        let deliveries: Vec<NewDelivery> = routed
+            .into_iter()
+            .map(|r| NewDelivery {
+                id: delivery_id(event_id, &r.subscription_id).to_string(),
+                subscription_id: r.subscription_id,
+                destination_id: r.destination_id,
+                next_attempt_time: due,
+                body: r.body,
+                content_type: r.content_type,
+                forward_headers: r.forward_headers,
+                replay_of: None,
+            })
+            .collect();
+        let deliveries_created = deliveries.len() as u32;
+        let activity = NewActivity {
+            kind: "EVENT_RECEIVED",
+            source_id: source.clone(),
+            destination_id: None,
+            event_type: Some(e.event_type.clone()),
+            payload: serde_json::to_vec(&serde_json::json!({ "event_id": id })).expect("JSON of a string"),
+        };
+        let write = EventWrite {
+            event: NewEvent {
+                id: id.clone(),
+                project_id: e.project.to_string(),
+                source_id: source,
+                event_type: e.event_type,
+                body: e.body,
+                content_type: e.content_type,
+                request: e.request.as_ref().map(|r| serde_json::to_string(r).expect("JSON of strings")),
+                idempotency: e.dedup.map(|(scope, key, window)| (scope, key, receive_time + window)),
+                idempotency_key: e.idempotency_key,
+                labels: serde_json::to_string(&e.labels).expect("JSON of strings"),
+                occur_time: e.occur_time,
+                receive_time,
+                deliver_time: e.deliver_time,
+            },
+            deliveries,
+            activities: vec![activity],
+        };
+        match self.writer.write(write).await? {
+            WriteOutcome::Stored => Ok(Accepted { event_id: id, duplicate: false, deliveries_created }),
+            WriteOutcome::Duplicate { event_id } => Ok(Accepted { event_id, duplicate: true, deliveries_created: 0 }),
+        }
+    }
+}
+
+/// The body as JSON when its content type says JSON (or says nothing) and it parses.
+pub fn parse_json(content_type: &str, body: &[u8]) -> Option<serde_json::Value> {
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let json_like =
+        essence.is_empty() || essence == "application/json" || essence.ends_with("+json") || essence == "text/json";
+    if !json_like || body.is_empty() {
+        return None;
+    }
+    serde_json::from_slice(body).ok()
+}
+
+/// The delivery id of an event × subscription pair: the event's time, then 80 bits of a hash of
+/// the pair. The same pair always gets the same id, so a retried write can never make two.
+pub fn delivery_id(event: EventId, subscription: &str) -> DeliveryId {
+    let digest = Sha256::digest(format!("{event}/{subscription}").as_bytes());
+    let mut random = [0u8; 16];
+    random[6..].copy_from_slice(&digest[..10]);
+    let random = u128::from_be_bytes(random);
+    DeliveryId::from_ulid(ulid::Ulid::from_parts(event.ulid().timestamp_ms(), random))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_ids_are_deterministic_and_sort_with_their_event() {
+        let e = EventId::generate();
+        let a = delivery_id(e, "sub_A");
+        assert_eq!(a, delivery_id(e, "sub_A"));
+        assert_ne!(a, delivery_id(e, "sub_B"));
+        assert_eq!(a.ulid().timestamp_ms(), e.ulid().timestamp_ms());
+    }
+
+    #[test]
+    fn json_is_parsed_only_when_it_says_so() {
+        assert_eq!(parse_json("application/json; charset=utf-8", br#"{"a":1}"#), Some(serde_json::json!({"a": 1})));
+        assert_eq!(parse_json("application/vnd.x+json", b"[1]"), Some(serde_json::json!([1])));
+        assert_eq!(parse_json("text/plain", br#"{"a":1}"#), None);
+        assert_eq!(parse_json("application/json", b"{oops"), None);
+    }
+}
