@@ -18,11 +18,13 @@ use crate::api::{self, AppState};
 use crate::auth::{ApiKeySecret, Authenticator, Role};
 use crate::config::ServeConfig;
 use crate::crypto::Cipher;
+use crate::delivery::dispatcher::{Dispatcher, Wake};
+use crate::delivery::sender::Sender;
 use crate::domain::url_policy::UrlPolicy;
 use crate::ids::ApiKeyId;
 use crate::intake::Intake;
 use crate::routing::router::Router;
-use crate::store::{Backend, GroupWriter, NewApiKey, Store};
+use crate::store::{Backend, EventWrite, GroupWriter, NewApiKey, Store, WriteOutcome};
 use crate::timeutil::now_micros;
 
 /// How often the database is pinged to drive health and readiness.
@@ -70,19 +72,33 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
     let http_addr = http.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
     let router = Router::new(store.clone());
-    let (writer, writer_task) = GroupWriter::start(store.clone(), |_committed| {});
+    let wake = Wake::default();
+    // Fresh deliveries wake the dispatcher the moment their transaction commits.
+    let on_commit = {
+        let wake = wake.clone();
+        move |committed: &[(EventWrite, WriteOutcome)]| {
+            if committed.iter().any(|(w, o)| *o == WriteOutcome::Stored && !w.deliveries.is_empty()) {
+                wake.notify();
+            }
+        }
+    };
+    let (writer, writer_task) = GroupWriter::start(store.clone(), on_commit);
+    let url_policy = UrlPolicy {
+        allow_http: config.allow_http_destinations || dev,
+        allow_private: config.allow_private_destinations || dev,
+        allowed_cidrs: config.allow_destination_cidrs.clone(),
+    };
+    let sender = Sender::new(url_policy.clone(), format!("Loft/{}", env!("CARGO_PKG_VERSION")))?;
+    let dispatcher = Dispatcher::new(store.clone(), sender, cipher.clone(), router.clone(), wake.clone());
     let state = Arc::new(AppState {
         store: store.clone(),
         auth: Authenticator::new(store.clone()),
         cipher,
-        url_policy: UrlPolicy {
-            allow_http: config.allow_http_destinations || dev,
-            allow_private: config.allow_private_destinations || dev,
-            allowed_cidrs: config.allow_destination_cidrs.clone(),
-        },
+        url_policy,
         public_url: public_url.trim_end_matches('/').to_owned(),
         max_body_bytes: config.max_body_bytes,
         intake: Intake::new(writer, router),
+        wake,
     });
 
     let shutdown = CancellationToken::new();
@@ -136,6 +152,7 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
     let up = database_answers(&store).await;
     set_health(&health_reporter, up).await;
     tasks.push(tokio::spawn(watch_health(store.clone(), health_reporter, up, shutdown.clone())));
+    tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
     // Last: once the listeners have stopped and dropped their handles, the writer commits what
     // is queued and ends.
     tasks.push(tokio::spawn(async move {

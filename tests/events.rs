@@ -58,6 +58,12 @@ async fn setup(server: &TestServer, strict: bool) -> Setup {
         .destination
         .unwrap()
         .id;
+    // Held, so the deliveries these tests inspect stay PENDING (delivery has its own tests).
+    c.destinations
+        .clone()
+        .pause_destination(pb::PauseDestinationRequest { destination_id: destination.clone(), ..Default::default() })
+        .await
+        .unwrap();
     Setup { c, project, destination }
 }
 

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	loft "github.com/loft-relay/loft/clients/go"
 	"github.com/loft-relay/loft/clients/go/loftv1"
@@ -31,6 +32,7 @@ import (
 type server struct {
 	admin, editor *loft.Client
 	projectID     string
+	created       *timestamppb.Timestamp
 	destination   *loftv1.Destination
 	secret        string
 	received      chan *http.Request
@@ -69,7 +71,7 @@ func realServer(t *testing.T) *server {
 	}
 	t.Cleanup(func() { editor.Close() })
 
-	s := &server{admin: admin, editor: editor, projectID: project.GetProject().GetId(), received: make(chan *http.Request, 16), bodies: make(chan []byte, 16)}
+	s := &server{admin: admin, editor: editor, projectID: project.GetProject().GetId(), created: project.GetProject().GetCreateTime(), received: make(chan *http.Request, 16), bodies: make(chan []byte, 16)}
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		s.received <- r
@@ -175,8 +177,9 @@ func TestRealServerErrorReasons(t *testing.T) {
 	}
 }
 
-// TestRealServerDelivery needs PublishEvent, ListAttempts and WatchEvents
-// (issue 4): it skips itself while the server answers UNIMPLEMENTED.
+// TestRealServerDelivery publishes an event and checks the signed delivery
+// and its attempt. Needs PublishEvent and ListAttempts (issue 4): skips
+// itself while the server answers UNIMPLEMENTED.
 func TestRealServerDelivery(t *testing.T) {
 	s := realServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -187,7 +190,7 @@ func TestRealServerDelivery(t *testing.T) {
 		Type: "order.created", Payload: &loftv1.PublishEventRequest_Json{Json: payload},
 	})
 	if status.Code(err) == codes.Unimplemented {
-		t.Skip("PublishEvent is not implemented by the server yet (issue 4): publish → signed delivery, attempts, watch + resume")
+		t.Skip("PublishEvent is not implemented by the server yet (issue 4)")
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -222,6 +225,9 @@ func TestRealServerDelivery(t *testing.T) {
 	for len(attempts) == 0 && ctx.Err() == nil {
 		attempts = nil
 		for a, err := range loft.Paginate(ctx, s.editor.ListAttempts, &loftv1.ListAttemptsRequest{EventId: eventID}, (*loftv1.ListAttemptsResponse).GetAttempts) {
+			if status.Code(err) == codes.Unimplemented {
+				t.Skip("ListAttempts is not implemented by the server yet (issue 4)")
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -232,12 +238,23 @@ func TestRealServerDelivery(t *testing.T) {
 	if len(attempts) != 1 || attempts[0].GetResponse().GetStatusCode() != http.StatusNoContent {
 		t.Fatalf("attempts %v, want one answered 204", attempts)
 	}
+}
 
-	// The feed from the start of the test, then resumed from its first cursor:
-	// the second pass starts with the first pass's second item.
+// TestRealServerWatch follows the project's feed from its creation (the
+// destination and subscription made it resource_changed items), then
+// resumes from the first item's cursor. Needs WatchEvents (issue 4): skips
+// itself while the server answers UNIMPLEMENTED.
+func TestRealServerWatch(t *testing.T) {
+	s := realServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
 	var first []*loftv1.WatchEventsResponse
-	watch := &loftv1.WatchEventsRequest{Start: &loftv1.WatchEventsRequest_StartTime{StartTime: published.GetEvent().GetReceiveTime()}}
-	for item, err := range loft.Watch(ctx, s.editor, watch) {
+	from := &loftv1.WatchEventsRequest{Start: &loftv1.WatchEventsRequest_StartTime{StartTime: s.created}}
+	for item, err := range loft.Watch(ctx, s.editor, from) {
+		if status.Code(err) == codes.Unimplemented {
+			t.Skip("WatchEvents is not implemented by the server yet (issue 4)")
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use crate::auth::{Access, Authenticator};
 use crate::crypto::Cipher;
+use crate::delivery::dispatcher::Wake;
 use crate::domain::url_policy::UrlPolicy;
 use crate::error::{ApiError, FieldViolation};
 use crate::intake::Intake;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub max_body_bytes: u64,
     /// The accept path shared with HTTP ingest.
     pub intake: Intake,
+    /// Tells the dispatcher that deliveries came due (retry now).
+    pub wake: Wake,
 }
 
 impl AppState {

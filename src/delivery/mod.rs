@@ -1,2 +1,3 @@
+pub mod dispatcher;
 pub mod outcome;
 pub mod sender;

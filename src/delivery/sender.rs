@@ -303,8 +303,9 @@ impl Sender {
         let mut recorded: Vec<(String, String)> = headers
             .iter()
             .map(|(name, value)| {
-                let value = if carries_credentials(name) { REDACTED.to_owned() } else { value.clone() };
-                (name.to_ascii_lowercase(), value)
+                let name = name.to_ascii_lowercase();
+                let value = if carries_credentials(&name) { REDACTED.to_owned() } else { value.clone() };
+                (name, value)
             })
             .collect();
         let has = |recorded: &[(String, String)], name: &str| recorded.iter().any(|(n, _)| n == name);
@@ -442,14 +443,13 @@ fn seconds(d: Duration) -> String {
     format!("{}s", d.as_secs_f64())
 }
 
-/// Header names whose values are credentials: the ones DESIGN §7 keeps out of static headers,
-/// plus anything naming `auth`, where custom auth headers usually live.
+/// Whether a lower-case header name carries credentials: the names DESIGN §7 keeps out of
+/// static headers, plus anything naming `auth`, where custom auth headers usually live.
 fn carries_credentials(name: &str) -> bool {
     const NAMES: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
     const PARTS: [&str; 10] =
         ["secret", "token", "api-key", "apikey", "api_key", "password", "passwd", "credential", "private-key", "auth"];
-    let name = name.to_ascii_lowercase();
-    NAMES.contains(&name.as_str()) || PARTS.iter().any(|part| name.contains(part))
+    NAMES.contains(&name) || PARTS.iter().any(|part| name.contains(part))
 }
 
 /// Resolves with the system resolver and keeps only the addresses the policy allows.
@@ -549,6 +549,7 @@ mod tests {
                 ("x-tenant".to_owned(), "acme".to_owned()),
                 ("x-tenant".to_owned(), "beta".to_owned()),
                 ("authorization".to_owned(), format!("Bearer {SECRET}")),
+                ("X-Api-Key".to_owned(), SECRET.to_owned()),
             ],
             body: Bytes::from(format!(r#"{{"secret":"{SECRET}"}}"#)),
             timeout,
@@ -703,6 +704,7 @@ mod tests {
                 ("x-tenant", "acme"),
                 ("x-tenant", "beta"),
                 ("authorization", REDACTED),
+                ("x-api-key", REDACTED),
                 ("user-agent", "Loft/test"),
                 ("accept", "*/*"),
             ]
@@ -989,7 +991,7 @@ mod tests {
 
     #[test]
     fn credentials_are_recognised_and_sender_is_shareable() {
-        for name in ["Authorization", "cookie", "X-Api-Key", "x-auth-token", "X-Custom-Auth", "client_secret"] {
+        for name in ["authorization", "cookie", "x-api-key", "x-auth-token", "x-custom-auth", "client_secret"] {
             assert!(carries_credentials(name), "{name}");
         }
         for name in ["content-type", "webhook-signature", "webhook-id", "x-loft-attempt", "user-agent"] {

@@ -160,6 +160,7 @@ impl Store {
                 }
             }
         }
+
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -200,6 +201,25 @@ impl Store {
                 .bind(d.next_attempt_time).bind(&d.body).bind(&d.content_type).bind(d.forward_headers)
                 .bind(&d.replay_of).bind(now)
                 .execute(c).await.map(|_| ())?);
+        }
+        Ok(())
+    }
+
+    /// Appends activity of one project to the feed, inside `tx`.
+    pub(super) async fn append_feed(
+        &self,
+        tx: &mut Tx,
+        project: &str,
+        activities: &[NewActivity],
+        time: Micros,
+    ) -> Result<(), StoreError> {
+        if activities.is_empty() {
+            return Ok(());
+        }
+        let mut seq = self.allocate_feed_seq(tx, activities.len() as i64).await?;
+        for a in activities {
+            self.insert_activity(tx, seq, project, a, time).await?;
+            seq += 1;
         }
         Ok(())
     }

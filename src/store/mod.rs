@@ -8,6 +8,8 @@
 mod api_keys;
 mod deliveries;
 mod destinations;
+mod dialect;
+mod dispatch;
 mod documents;
 mod events;
 mod projects;
@@ -23,6 +25,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use api_keys::{ApiKeyRecord, NewApiKey};
 pub use deliveries::{DeliveryFilter, DeliveryRecord};
 pub use destinations::DestinationHealth;
+pub use dispatch::{AttemptFilter, AttemptOrder, AttemptResult, AttemptRow, DueDelivery, HealthChange, NewAttempt};
 pub(crate) use documents::document_table;
 pub use documents::{Document, DocumentFilter, References, Stored, Table};
 pub use events::{

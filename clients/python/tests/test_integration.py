@@ -3,6 +3,7 @@
 # runs with --dev, so http://127.0.0.1 destinations are allowed.
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import threading
@@ -13,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 import loft
 from loft import webhooks
@@ -41,6 +42,7 @@ class Delivery:
 @dataclass
 class Setup:
     editor: loft.Client
+    created: timestamp_pb2.Timestamp
     destination: dst.Destination
     secret: str
     received: queue.Queue[Delivery]
@@ -82,7 +84,7 @@ def setup(request: pytest.FixtureRequest) -> Iterator[Setup]:
         editor.subscriptions.CreateSubscription(
             subs.CreateSubscriptionRequest(subscription=subs.Subscription(destination_id=created.destination.id, event_types=["order.*"]))
         )
-        yield Setup(editor, created.destination, created.secret, received)
+        yield Setup(editor, project.create_time, created.destination, created.secret, received)
     receiver.shutdown()
 
 
@@ -129,8 +131,6 @@ def test_error_reasons(setup: Setup) -> None:
 
 
 def test_async_client() -> None:
-    import asyncio
-
     async def run() -> None:
         async with loft.AsyncClient(ADDR, api_key=os.environ["LOFT_TEST_API_KEY"], tls=False) as admin:
             listed = [p async for p in loft.paginate_async(admin.projects.ListProjects, projects.ListProjectsRequest(page_size=1))]
@@ -143,9 +143,8 @@ def test_async_client() -> None:
 
 
 def test_delivery(setup: Setup) -> None:
-    """Publish → signed delivery → attempt listed → watch and resume. Needs
-    PublishEvent, ListAttempts and WatchEvents (issue 4): skipped while the
-    server answers UNIMPLEMENTED."""
+    """Publish → signed delivery → attempt listed. Needs PublishEvent and
+    ListAttempts (issue 4): skipped while the server answers UNIMPLEMENTED."""
     client = setup.editor
     payload = struct_pb2.Value()
     payload.struct_value.update({"order": 42})
@@ -166,20 +165,35 @@ def test_delivery(setup: Setup) -> None:
     deadline = time.monotonic() + 30
     attempts: list[deliveries.Attempt] = []
     while not attempts and time.monotonic() < deadline:
-        attempts = list(loft.paginate(client.deliveries.ListAttempts, deliveries.ListAttemptsRequest(event_id=event.id)))
+        try:
+            attempts = list(loft.paginate(client.deliveries.ListAttempts, deliveries.ListAttemptsRequest(event_id=event.id)))
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+                pytest.skip("ListAttempts is not implemented by the server yet (issue 4)")
+            raise
         time.sleep(0.05)
     assert len(attempts) == 1 and attempts[0].response.status_code == 204
 
-    # The feed from the event's receipt, then resumed from its first cursor.
+
+def test_watch(setup: Setup) -> None:
+    """The project's feed from its creation (the destination and subscription
+    made it resource_changed items), then resumed from the first item's
+    cursor. Needs WatchEvents (issue 4): skipped while the server answers
+    UNIMPLEMENTED."""
     first: list[ev.WatchEventsResponse] = []
     start = ev.WatchEventsRequest()
-    start.start_time.CopyFrom(event.receive_time)
-    for item in client.watch(start, timeout=30):
-        if item.WhichOneof("activity") != "heartbeat":
-            first.append(item)
-        if len(first) == 2:
-            break
-    for item in client.watch(ev.WatchEventsRequest(after_cursor=first[0].cursor), timeout=30):
+    start.start_time.CopyFrom(setup.created)
+    try:
+        for item in setup.editor.watch(start, timeout=30):
+            if item.WhichOneof("activity") != "heartbeat":
+                first.append(item)
+            if len(first) == 2:
+                break
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+            pytest.skip("WatchEvents is not implemented by the server yet (issue 4)")
+        raise
+    for item in setup.editor.watch(ev.WatchEventsRequest(after_cursor=first[0].cursor), timeout=30):
         if item.WhichOneof("activity") != "heartbeat":
             assert item.cursor == first[1].cursor
             break

@@ -94,8 +94,14 @@ before(async () => {
   await new Promise<void>((resolve) => h1.listen(0, "127.0.0.1", resolve));
 });
 
+const sessions = new Set<http2.ServerHttp2Session>();
+h2.on("session", (session) => sessions.add(session));
+
 after(() => {
+  // Clients keep connections open for reuse: close them, or the process does not exit.
+  sessions.forEach((session) => session.destroy());
   h2.close();
+  h1.closeAllConnections();
   h1.close();
 });
 

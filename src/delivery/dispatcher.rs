@@ -1,0 +1,400 @@
+//! The dispatcher: claims due deliveries under a lease, sends them with per-destination
+//! concurrency limits, judges the outcome and records it.
+//!
+//! The database is the source of truth. Fresh deliveries wake the dispatcher as soon as their
+//! transaction commits (no polling delay); otherwise it polls for what came due (retries, work
+//! of a crashed node whose lease expired, deliveries held until `deliver_time`). A claim leases
+//! the delivery; the lease covers the whole attempt, so another node never sends it at the same
+//! time, and a node that dies mid-attempt leaves a lease that simply expires.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::outcome::{Verdict, judge};
+use super::sender::{AttemptRecord, OutboundRequest, Sender};
+use crate::crypto::Cipher;
+use crate::domain::destination::{DestinationAuth, DestinationSpec};
+use crate::domain::headers::is_hop_by_hop;
+use crate::domain::retry::RetryPolicy;
+use crate::ids::{AttemptId, DestinationId, ProjectId};
+use crate::intake::InboundRequest;
+use crate::routing::router::Router;
+use crate::signing::{DestinationKey, standard};
+use crate::store::{AttemptResult, DueDelivery, HealthChange, NewActivity, NewAttempt, Store, StoreError};
+use crate::timeutil::{now_micros, to_micros};
+
+/// How long a claim holds a delivery: longer than the longest timeout plus recording it.
+const LEASE: Duration = Duration::from_secs(180);
+/// Deliveries in flight on this node at most.
+const MAX_IN_FLIGHT: usize = 512;
+/// Deliveries claimed per query.
+const CLAIM_BATCH: u32 = 256;
+/// How often to look for deliveries that came due without a wake-up.
+const POLL: Duration = Duration::from_millis(500);
+/// How long a destination's settings are cached.
+const DESTINATION_TTL: Duration = Duration::from_secs(2);
+/// Request bodies are kept in the attempt log up to this size.
+const CAPTURE_LIMIT: usize = 64 * 1024;
+
+/// Wakes the dispatcher when deliveries were committed. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Wake(Arc<Notify>);
+
+impl Wake {
+    pub fn notify(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// A destination ready to send to: its settings with the keys opened, and its concurrency slots.
+struct Target {
+    spec: DestinationSpec,
+    keys: Vec<DestinationKey>,
+    /// The auth header and its value; the value is redacted in the attempt log.
+    auth: Option<(String, String)>,
+    slots: Arc<Semaphore>,
+    loaded: Instant,
+}
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: Store,
+    sender: Sender,
+    cipher: Cipher,
+    router: Router,
+    wake: Wake,
+    in_flight: Arc<Semaphore>,
+    targets: Arc<Mutex<HashMap<String, Arc<Target>>>>,
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, sender: Sender, cipher: Cipher, router: Router, wake: Wake) -> Self {
+        Self {
+            store,
+            sender,
+            cipher,
+            router,
+            wake,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            targets: Arc::default(),
+        }
+    }
+
+    /// Claims and sends until `shutdown`; then waits for the attempts in flight to be recorded.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let room = self.in_flight.available_permits().min(CLAIM_BATCH as usize) as u32;
+            let claimed = if room == 0 {
+                Vec::new()
+            } else {
+                let now = now_micros();
+                match self.store.claim_due(now, now + LEASE.as_micros() as i64, room).await {
+                    Ok(ids) => ids,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claiming due deliveries failed");
+                        Vec::new()
+                    }
+                }
+            };
+            let full = claimed.len() as u32 == room && room > 0;
+            for id in claimed {
+                let permit = self.in_flight.clone().acquire_owned().await.expect("semaphore never closed");
+                let this = self.clone();
+                tokio::spawn(async move {
+                    this.attempt(&id).await;
+                    drop(permit);
+                });
+            }
+            if full {
+                continue;
+            }
+            tokio::select! {
+                _ = self.wake.0.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        // Let attempts in flight finish and be recorded (their leases cover them otherwise).
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.in_flight.acquire_many(MAX_IN_FLIGHT as u32)).await;
+    }
+
+    async fn target(&self, project: &str, destination: &str) -> Result<Option<Arc<Target>>, StoreError> {
+        if let Some(t) = self.targets.lock().expect("targets poisoned").get(destination)
+            && t.loaded.elapsed() < DESTINATION_TTL
+        {
+            return Ok(Some(t.clone()));
+        }
+        let (Ok(project_id), Ok(id)) = (project.parse::<ProjectId>(), destination.parse::<DestinationId>()) else {
+            return Ok(None);
+        };
+        let stored = match self.store.get_document::<DestinationSpec>(project_id, &id).await {
+            Ok(d) => d,
+            Err(StoreError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let spec = stored.spec;
+        let now = now_micros();
+        let keys = spec
+            .live_keys(now)
+            .filter_map(|k| k.secret.open(&self.cipher).ok().and_then(|s| DestinationKey::parse(&s).ok()))
+            .collect();
+        let open = |s: &crate::domain::secret::SealedSecret| s.open(&self.cipher).unwrap_or_default();
+        let auth = match &spec.auth {
+            DestinationAuth::None => None,
+            DestinationAuth::Bearer { token } => Some(("authorization".to_owned(), format!("Bearer {}", open(token)))),
+            DestinationAuth::Basic { username, password } => Some((
+                "authorization".to_owned(),
+                format!("Basic {}", STANDARD.encode(format!("{username}:{}", open(password)))),
+            )),
+            DestinationAuth::Header { name, value } => Some((name.clone(), open(value))),
+        };
+        // Keep the slots of an earlier load, so a reload never doubles the concurrency.
+        let previous = self.targets.lock().expect("targets poisoned").get(destination).map(|t| t.slots.clone());
+        let slots = match previous {
+            Some(s) => s,
+            None => Arc::new(Semaphore::new(spec.max_in_flight.max(1) as usize)),
+        };
+        let target = Arc::new(Target { spec, keys, auth, slots, loaded: Instant::now() });
+        self.targets.lock().expect("targets poisoned").insert(destination.to_owned(), target.clone());
+        Ok(Some(target))
+    }
+
+    /// One attempt of one claimed delivery, recorded. Errors are logged: the lease then
+    /// expires and the delivery is attempted again, so nothing is lost.
+    async fn attempt(&self, id: &str) {
+        if let Err(e) = self.try_attempt(id).await {
+            tracing::warn!(delivery = id, error = %e, "attempt not recorded; it will be retried when its lease expires");
+        }
+    }
+
+    async fn try_attempt(&self, id: &str) -> Result<(), StoreError> {
+        let due = match self.store.due_delivery(id).await {
+            Ok(d) => d,
+            Err(StoreError::NotFound) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let Some(target) = self.target(&due.project_id, &due.destination_id).await? else {
+            // The destination was deleted after the delivery was created.
+            return self.record(&due, None, "destination no longer exists", None).await;
+        };
+        let _slot = target.slots.clone().acquire_owned().await.expect("semaphore never closed");
+        // Waiting for a slot may have eaten into the lease: renew it for the whole attempt.
+        let now = now_micros();
+        let needed = now + target.spec.timeout_ms as i64 * 1000 + 30_000_000;
+        if due.lease_until < needed
+            && !self.store.extend_lease(id, due.lease_until, now + LEASE.as_micros() as i64).await?
+        {
+            return Ok(()); // another node holds it now
+        }
+        let request = self.request(&due, &target);
+        let record = self.sender.send(&request).await;
+        let policy = match &target.spec.retry_policy {
+            Some(p) => p.clone(),
+            None => self.project_policy(&due.project_id).await,
+        };
+        let number = due.attempt_count as u32 + 1;
+        let verdict = judge(&record, number, &policy, SystemTime::now(), &mut rand::thread_rng());
+        self.record(&due, Some((&request, &record, &target)), "", Some(verdict)).await
+    }
+
+    async fn project_policy(&self, project: &str) -> RetryPolicy {
+        match project.parse::<ProjectId>() {
+            Ok(p) => self.router.routes(p).await.map(|t| t.project.default_retry_policy.clone()).unwrap_or_default(),
+            Err(_) => RetryPolicy::default(),
+        }
+    }
+
+    /// The signed request for one attempt.
+    fn request(&self, due: &DueDelivery, target: &Target) -> OutboundRequest {
+        let (body, content_type) = match &due.body {
+            Some(b) => (b.clone(), due.content_type.clone().unwrap_or_else(|| "application/json".to_owned())),
+            None => (due.event_body.clone(), due.event_content_type.clone()),
+        };
+        let timestamp =
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let mut ours: Vec<(String, String)> = vec![
+            ("content-type".into(), content_type),
+            ("webhook-id".into(), due.event_id.clone()),
+            ("webhook-timestamp".into(), timestamp.to_string()),
+            ("webhook-signature".into(), standard::sign(&target.keys, &due.event_id, timestamp, &body)),
+            ("x-loft-event-type".into(), due.event_type.clone()),
+            ("x-loft-delivery-id".into(), due.id.clone()),
+            ("x-loft-attempt".into(), (due.attempt_count + 1).to_string()),
+        ];
+        if target.spec.legacy_signature
+            && let Some(DestinationKey::Hmac(secret)) = target.keys.first()
+        {
+            ours.push(("x-loft-signature".into(), standard::legacy_signature(secret, &body)));
+        }
+        ours.extend(target.spec.headers.iter().cloned());
+        if let Some(auth) = &target.auth {
+            ours.push(auth.clone());
+        }
+        let mut headers = Vec::new();
+        if due.forward_headers
+            && let Some(req) = due.event_request.as_deref().and_then(|r| serde_json::from_str::<InboundRequest>(r).ok())
+        {
+            // The original headers go first, minus hop-by-hop ones, Host, the length (the body
+            // is re-framed), Accept-Encoding (the sender stores responses as received, so it must
+            // not invite compression) and any that Loft sets itself.
+            headers.extend(req.headers.into_iter().filter(|(n, _)| {
+                let lower = n.to_ascii_lowercase();
+                !is_hop_by_hop(&lower)
+                    && lower != "host"
+                    && lower != "content-length"
+                    && lower != "accept-encoding"
+                    && !ours.iter().any(|(o, _)| o.eq_ignore_ascii_case(&lower))
+            }));
+        }
+        headers.extend(ours);
+        OutboundRequest {
+            url: target.spec.url.clone(),
+            method: target.spec.http_method.parse().unwrap_or(http::Method::POST),
+            headers,
+            body: body.into(),
+            timeout: Duration::from_millis(target.spec.timeout_ms),
+        }
+    }
+
+    /// Records an attempt (or, without one, fails the delivery with `reason`).
+    async fn record(
+        &self,
+        due: &DueDelivery,
+        sent: Option<(&OutboundRequest, &AttemptRecord, &Target)>,
+        reason: &str,
+        verdict: Option<Verdict>,
+    ) -> Result<(), StoreError> {
+        let now = now_micros();
+        let number = due.attempt_count + 1;
+        let attempt_id = AttemptId::generate().to_string();
+        let (attempt, verdict) = match sent {
+            Some((req, rec, target)) => {
+                (attempt_row(due, &attempt_id, number, req, rec, target), verdict.unwrap_or(Verdict::Fail))
+            }
+            None => (
+                NewAttempt {
+                    id: attempt_id.clone(),
+                    project_id: due.project_id.clone(),
+                    delivery_id: due.id.clone(),
+                    event_id: due.event_id.clone(),
+                    destination_id: due.destination_id.clone(),
+                    number,
+                    outcome: "FAILED",
+                    status_code: None,
+                    error_kind: None,
+                    error_message: Some(reason.to_owned()),
+                    request: "{}".into(),
+                    request_body: Vec::new(),
+                    response_headers: "[]".into(),
+                    response_body: Vec::new(),
+                    response_truncated: false,
+                    start_time: now,
+                    duration_us: 0,
+                },
+                Verdict::Fail,
+            ),
+        };
+        let (state, next, health) = match &verdict {
+            Verdict::Succeeded => ("SUCCEEDED", None, HealthChange::Succeeded),
+            Verdict::Retry { after } => ("RETRYING", Some(now + after.as_micros() as i64), HealthChange::Failed),
+            Verdict::Fail => ("FAILED", None, HealthChange::Failed),
+            Verdict::FailAndDisable { reason } => ("FAILED", None, HealthChange::Disable(reason.clone())),
+        };
+        let error_summary = match (&attempt.error_message, attempt.status_code) {
+            (Some(m), _) => m.clone(),
+            (None, Some(code)) if !(200..300).contains(&code) => format!("HTTP {code}"),
+            _ => String::new(),
+        };
+        let item = |kind: &'static str, payload: serde_json::Value| NewActivity {
+            kind,
+            source_id: None,
+            destination_id: Some(due.destination_id.clone()),
+            event_type: Some(due.event_type.clone()),
+            payload: serde_json::to_vec(&payload).expect("JSON of strings"),
+        };
+        let mut activities = vec![item("ATTEMPT_FINISHED", serde_json::json!({ "attempt_id": attempt_id }))];
+        match state {
+            "SUCCEEDED" => activities.push(item("DELIVERY_SUCCEEDED", serde_json::json!({ "delivery_id": due.id }))),
+            "FAILED" => activities.push(item("DELIVERY_FAILED", serde_json::json!({ "delivery_id": due.id }))),
+            _ => {}
+        }
+        if let HealthChange::Disable(reason) = &health {
+            activities.push(item(
+                "DESTINATION_STATE_CHANGED",
+                serde_json::json!({ "destination_id": due.destination_id, "state": "DISABLED", "reason": reason }),
+            ));
+        }
+        let outcome = if state == "SUCCEEDED" { "success" } else { "failure" };
+        metrics::counter!("loft_attempts_total", "outcome" => outcome).increment(1);
+        if state == "SUCCEEDED" {
+            let latency = (now - due.receive_time).max(0) as f64 / 1e6;
+            metrics::histogram!("loft_delivery_latency_seconds").record(latency);
+        }
+        let result = AttemptResult { attempt, state, next_attempt_time: next, error_summary, health, activities };
+        self.store.record_attempt(&result, now).await?;
+        if matches!(result.health, HealthChange::Disable(_)) {
+            self.targets.lock().expect("targets poisoned").remove(&due.destination_id);
+        }
+        if next.is_some() {
+            // A short retry delay should not wait for the next poll.
+            let wake = self.wake.clone();
+            let delay = Duration::from_micros((next.unwrap_or(now) - now).max(0) as u64);
+            if delay < POLL {
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    wake.notify();
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The attempt log row: what was sent (credentials redacted) and what came back.
+fn attempt_row(
+    due: &DueDelivery,
+    id: &str,
+    number: i64,
+    req: &OutboundRequest,
+    rec: &AttemptRecord,
+    target: &Target,
+) -> NewAttempt {
+    let redacted: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            let secret = target.auth.as_ref().is_some_and(|(a, _)| a.eq_ignore_ascii_case(n));
+            (n.clone(), if secret { "[redacted]".to_owned() } else { v.clone() })
+        })
+        .collect();
+    let request = serde_json::json!({ "url": req.url, "method": req.method.as_str(), "headers": redacted, "body_size": req.body.len() });
+    let succeeded = rec.error.is_none() && rec.status.is_some_and(|s| (200..300).contains(&s));
+    NewAttempt {
+        id: id.to_owned(),
+        project_id: due.project_id.clone(),
+        delivery_id: due.id.clone(),
+        event_id: due.event_id.clone(),
+        destination_id: due.destination_id.clone(),
+        number,
+        outcome: if succeeded { "SUCCEEDED" } else { "FAILED" },
+        status_code: rec.status.map(i64::from),
+        error_kind: rec.error.as_ref().map(|e| e.kind.as_str()),
+        error_message: rec.error.as_ref().map(|e| e.message.clone()),
+        request: request.to_string(),
+        request_body: req.body[..req.body.len().min(CAPTURE_LIMIT)].to_vec(),
+        response_headers: serde_json::to_string(&rec.response_headers).expect("JSON of strings"),
+        response_body: rec.response_body.clone(),
+        response_truncated: rec.response_body_truncated,
+        start_time: to_micros(rec.started),
+        duration_us: rec.duration.as_micros() as i64,
+    }
+}

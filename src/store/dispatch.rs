@@ -1,0 +1,304 @@
+//! What the dispatcher reads and writes: claiming due deliveries under a lease, loading what a
+//! send needs, and recording an attempt's result with everything it changes, in one transaction.
+
+use super::{NewActivity, StoreError, dialect, on_pool, on_tx};
+use crate::store::Store;
+use crate::timeutil::Micros;
+
+/// A claimed delivery with its event: everything needed to build the request.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DueDelivery {
+    pub id: String,
+    pub project_id: String,
+    pub event_id: String,
+    pub subscription_id: String,
+    pub destination_id: String,
+    pub attempt_count: i64,
+    pub lease_until: i64,
+    /// The transformed body, when a template reshaped the event.
+    pub body: Option<Vec<u8>>,
+    pub content_type: Option<String>,
+    pub forward_headers: bool,
+    pub event_type: String,
+    pub event_body: Vec<u8>,
+    pub event_content_type: String,
+    pub event_request: Option<String>,
+    pub receive_time: i64,
+}
+
+/// One finished attempt and what it changes.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    pub attempt: NewAttempt,
+    /// The delivery's state afterwards: `SUCCEEDED`, `RETRYING` or `FAILED`.
+    pub state: &'static str,
+    pub next_attempt_time: Option<Micros>,
+    pub error_summary: String,
+    pub health: HealthChange,
+    pub activities: Vec<NewActivity>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAttempt {
+    pub id: String,
+    pub project_id: String,
+    pub delivery_id: String,
+    pub event_id: String,
+    pub destination_id: String,
+    pub number: i64,
+    pub outcome: &'static str,
+    pub status_code: Option<i64>,
+    pub error_kind: Option<&'static str>,
+    pub error_message: Option<String>,
+    /// JSON: url, method, headers.
+    pub request: String,
+    pub request_body: Vec<u8>,
+    /// JSON list of [name, value].
+    pub response_headers: String,
+    pub response_body: Vec<u8>,
+    pub response_truncated: bool,
+    pub start_time: Micros,
+    pub duration_us: i64,
+}
+
+/// How an attempt moves its destination's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthChange {
+    Succeeded,
+    Failed,
+    /// `410 Gone`: the destination is disabled, with this reason.
+    Disable(String),
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub id: String,
+    pub project_id: String,
+    pub delivery_id: String,
+    pub event_id: String,
+    pub destination_id: String,
+    pub number: i64,
+    pub outcome: String,
+    pub status_code: Option<i64>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub request: String,
+    pub request_body: Vec<u8>,
+    pub response_headers: String,
+    pub response_body: Vec<u8>,
+    pub response_truncated: bool,
+    pub start_time: i64,
+    pub duration_us: i64,
+}
+
+/// The order of `list_attempts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOrder {
+    Newest,
+    Oldest,
+    /// Longest first.
+    Duration,
+    /// Highest status first; attempts without one (network errors) before all.
+    StatusCode,
+}
+
+/// Filters of `list_attempts`.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptFilter {
+    pub delivery_id: Option<String>,
+    pub event_id: Option<String>,
+    pub destination_id: Option<String>,
+    pub outcome: Option<String>,
+    pub start_time: Option<Micros>,
+    pub end_time: Option<Micros>,
+}
+
+macro_rules! select_attempts {
+    ($($rest:literal),+) => {
+        concat!(
+            "SELECT id, project_id, delivery_id, event_id, destination_id, number, outcome, status_code, error_kind, ",
+            "error_message, request, request_body, response_headers, response_body, response_truncated, start_time, ",
+            "duration_us FROM attempts ",
+            $($rest),+
+        )
+    };
+}
+
+impl Store {
+    /// Leases up to `limit` due deliveries until `lease_until`; returns their ids.
+    pub async fn claim_due(&self, now: Micros, lease_until: Micros, limit: u32) -> Result<Vec<String>, StoreError> {
+        let sql = dialect::claim_due(self.backend());
+        let rows: Vec<(String,)> = match self.pool() {
+            super::Pool::Sqlite(p) => {
+                // A write: take the lock up front like every other SQLite writer.
+                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                let rows =
+                    sqlx::query_as(sql).bind(lease_until).bind(now).bind(i64::from(limit)).fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                rows
+            }
+            super::Pool::Postgres(p) => {
+                sqlx::query_as(sql).bind(lease_until).bind(now).bind(i64::from(limit)).fetch_all(p).await?
+            }
+        };
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// A claimed delivery with its event, if it is still leased until `lease_until` (by us).
+    pub async fn due_delivery(&self, id: &str) -> Result<DueDelivery, StoreError> {
+        const SQL: &str = "SELECT d.id, d.project_id, d.event_id, d.subscription_id, d.destination_id, d.attempt_count, \
+             d.lease_until, d.body, d.content_type, d.forward_headers, e.type AS event_type, e.body AS event_body, \
+             e.content_type AS event_content_type, e.request AS event_request, e.receive_time \
+             FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1 AND d.lease_until IS NOT NULL";
+        let row: Option<DueDelivery> =
+            on_pool!(self.pool(), p => sqlx::query_as(SQL).bind(id).fetch_optional(p).await?);
+        row.ok_or(StoreError::NotFound)
+    }
+
+    /// Moves a lease we hold (`held`) to `until`; false when it is no longer ours.
+    pub async fn extend_lease(&self, id: &str, held: Micros, until: Micros) -> Result<bool, StoreError> {
+        let n = on_pool!(self.pool(), p => sqlx::query(
+            "UPDATE deliveries SET lease_until = $3 WHERE id = $1 AND lease_until = $2 AND next_attempt_time IS NOT NULL")
+            .bind(id).bind(held).bind(until).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Gives a lease back without an attempt (the destination went away or stopped).
+    pub async fn release_lease(&self, id: &str, held: Micros) -> Result<(), StoreError> {
+        on_pool!(self.pool(), p => sqlx::query("UPDATE deliveries SET lease_until = NULL WHERE id = $1 AND lease_until = $2")
+            .bind(id).bind(held).execute(p).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Records an attempt: the attempt row, the delivery's new state, the destination's
+    /// health, and the feed items, together.
+    pub async fn record_attempt(&self, r: &AttemptResult, now: Micros) -> Result<(), StoreError> {
+        let a = &r.attempt;
+        let mut tx = self.begin().await?;
+        on_tx!(&mut tx, c => sqlx::query(
+            "INSERT INTO attempts (id, project_id, delivery_id, event_id, destination_id, number, outcome, status_code, \
+             error_kind, error_message, request, request_body, response_headers, response_body, response_truncated, \
+             start_time, duration_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)")
+            .bind(&a.id).bind(&a.project_id).bind(&a.delivery_id).bind(&a.event_id).bind(&a.destination_id).bind(a.number)
+            .bind(a.outcome).bind(a.status_code).bind(a.error_kind).bind(&a.error_message).bind(&a.request)
+            .bind(&a.request_body).bind(&a.response_headers).bind(&a.response_body).bind(a.response_truncated)
+            .bind(a.start_time).bind(a.duration_us)
+            .execute(c).await.map(|_| ())?);
+        on_tx!(&mut tx, c => sqlx::query(
+            "UPDATE deliveries SET state = $2, attempt_count = $3, next_attempt_time = $4, lease_until = NULL, \
+             last_status_code = $5, last_error = $6, update_time = $7 WHERE id = $1")
+            .bind(&a.delivery_id).bind(r.state).bind(a.number).bind(r.next_attempt_time).bind(a.status_code)
+            .bind(&r.error_summary).bind(now)
+            .execute(c).await.map(|_| ())?);
+        match &r.health {
+            HealthChange::Succeeded => on_tx!(&mut tx, c => sqlx::query(
+                "INSERT INTO destination_health (destination_id, last_success_time) VALUES ($1, $2) \
+                 ON CONFLICT (destination_id) DO UPDATE SET consecutive_failures = 0, failing_since = NULL, \
+                 last_success_time = $2, circuit = 'CLOSED', circuit_retry_time = NULL")
+                .bind(&a.destination_id).bind(now).execute(c).await.map(|_| ())?),
+            HealthChange::Failed => on_tx!(&mut tx, c => sqlx::query(
+                "INSERT INTO destination_health (destination_id, consecutive_failures, failing_since, last_failure_time) \
+                 VALUES ($1, 1, $2, $2) ON CONFLICT (destination_id) DO UPDATE SET \
+                 consecutive_failures = destination_health.consecutive_failures + 1, \
+                 failing_since = COALESCE(destination_health.failing_since, $2), last_failure_time = $2")
+                .bind(&a.destination_id).bind(now).execute(c).await.map(|_| ())?),
+            HealthChange::Disable(reason) => on_tx!(&mut tx, c => sqlx::query(
+                "INSERT INTO destination_health (destination_id, state, disabled_reason, consecutive_failures, failing_since, \
+                 last_failure_time) VALUES ($1, 'DISABLED', $3, 1, $2, $2) ON CONFLICT (destination_id) DO UPDATE SET \
+                 state = 'DISABLED', disabled_reason = $3, consecutive_failures = destination_health.consecutive_failures + 1, \
+                 failing_since = COALESCE(destination_health.failing_since, $2), last_failure_time = $2")
+                .bind(&a.destination_id).bind(now).bind(reason).execute(c).await.map(|_| ())?),
+        }
+        self.append_feed(&mut tx, &a.project_id, &r.activities, now).await?;
+        tx.commit().await
+    }
+
+    pub async fn get_attempt(&self, project: &str, id: &str) -> Result<AttemptRow, StoreError> {
+        let row: Option<AttemptRow> = on_pool!(self.pool(), p => sqlx::query_as(select_attempts!("WHERE project_id = $1 AND id = $2"))
+            .bind(project).bind(id).fetch_optional(p).await?);
+        row.ok_or(StoreError::NotFound)
+    }
+
+    /// One page of attempts in `order`, after the position `after` of the previous page.
+    pub async fn list_attempts(
+        &self,
+        project: &str,
+        order: AttemptOrder,
+        after: Option<(i64, &str)>,
+        limit: u32,
+        f: &AttemptFilter,
+    ) -> Result<Vec<AttemptRow>, StoreError> {
+        macro_rules! list {
+            ($position:literal, $order:literal) => {
+                select_attempts!(
+                    "WHERE project_id = $1 \
+                     AND (CAST($4 AS TEXT) IS NULL OR delivery_id = $4) \
+                     AND (CAST($5 AS TEXT) IS NULL OR event_id = $5) \
+                     AND (CAST($6 AS TEXT) IS NULL OR destination_id = $6) \
+                     AND (CAST($7 AS TEXT) IS NULL OR outcome = $7) \
+                     AND (CAST($8 AS BIGINT) IS NULL OR start_time >= $8) \
+                     AND (CAST($9 AS BIGINT) IS NULL OR start_time < $9) AND ",
+                    $position,
+                    " ORDER BY ",
+                    $order,
+                    " LIMIT $3"
+                )
+            };
+        }
+        // Keyset positions: `$10` is the sort key and `$2` the id of the last row seen; ids
+        // break ties, so no row repeats or goes missing across pages.
+        let (sql, key, id): (&'static str, i64, &str) = match (order, after) {
+            (AttemptOrder::Newest, a) => {
+                (list!("id < $2 AND CAST($10 AS BIGINT) IS NOT NULL", "id DESC"), 0, a.map_or("~", |a| a.1))
+            }
+            (AttemptOrder::Oldest, a) => {
+                (list!("id > $2 AND CAST($10 AS BIGINT) IS NOT NULL", "id ASC"), 0, a.map_or("", |a| a.1))
+            }
+            (AttemptOrder::Duration, a) => {
+                let (k, i) = a.unwrap_or((i64::MAX, "~"));
+                (list!("(duration_us, id) < ($10, $2)", "duration_us DESC, id DESC"), k, i)
+            }
+            (AttemptOrder::StatusCode, a) => {
+                let (k, i) = a.unwrap_or((i64::MAX, "~"));
+                (
+                    list!("(COALESCE(status_code, 1000), id) < ($10, $2)", "COALESCE(status_code, 1000) DESC, id DESC"),
+                    k,
+                    i,
+                )
+            }
+        };
+        Ok(on_pool!(self.pool(), p => sqlx::query_as(sql)
+            .bind(project).bind(id).bind(i64::from(limit))
+            .bind(&f.delivery_id).bind(&f.event_id).bind(&f.destination_id).bind(&f.outcome).bind(f.start_time).bind(f.end_time)
+            .bind(key)
+            .fetch_all(p).await?))
+    }
+
+    /// Makes a delivery due now; `NotFound` when absent, `AlreadyExists` while an attempt is in
+    /// flight (it holds a live lease).
+    pub async fn retry_delivery(&self, project: &str, id: &str, now: Micros) -> Result<(), StoreError> {
+        let n = on_pool!(self.pool(), p => sqlx::query(
+            "UPDATE deliveries SET next_attempt_time = $3, lease_until = NULL, update_time = $3, \
+             state = CASE WHEN attempt_count > 0 THEN 'RETRYING' ELSE 'PENDING' END \
+             WHERE project_id = $1 AND id = $2 AND NOT (lease_until IS NOT NULL AND lease_until > $3 AND next_attempt_time IS NOT NULL)")
+            .bind(project).bind(id).bind(now).execute(p).await?.rows_affected());
+        if n == 1 {
+            return Ok(());
+        }
+        self.get_delivery(project, id).await?;
+        Err(StoreError::AlreadyExists)
+    }
+
+    /// Cancels a pending or retrying delivery; `AlreadyExists` when it has finished already.
+    pub async fn cancel_delivery(&self, project: &str, id: &str, now: Micros) -> Result<(), StoreError> {
+        let n = on_pool!(self.pool(), p => sqlx::query(
+            "UPDATE deliveries SET state = 'CANCELLED', next_attempt_time = NULL, lease_until = NULL, update_time = $3 \
+             WHERE project_id = $1 AND id = $2 AND state IN ('PENDING', 'RETRYING')")
+            .bind(project).bind(id).bind(now).execute(p).await?.rows_affected());
+        if n == 1 {
+            return Ok(());
+        }
+        self.get_delivery(project, id).await?;
+        Err(StoreError::AlreadyExists)
+    }
+}

@@ -1,0 +1,478 @@
+//! Deliveries end to end: a real receiver on loopback, signatures recomputed here (not with
+//! Loft's signer), every outcome class, the attempt log, retry and cancel, on both backends.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::receiver::{Receiver, Reply};
+use common::{Clients, TestServer, assert_error};
+use hmac::{Hmac, Mac};
+use loft::proto as pb;
+use sha2::Sha256;
+use tonic::Code;
+
+on_both_backends!(
+    delivery_is_signed_and_logged,
+    ed25519_signatures_verify_with_the_public_key,
+    failures_are_retried_until_success,
+    client_errors_fail_at_once_and_gone_disables,
+    retry_after_is_honoured,
+    timeouts_and_redirects_are_recorded,
+    retry_and_cancel,
+);
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+struct Setup {
+    c: Clients,
+    destination: pb::Destination,
+}
+
+async fn setup(server: &TestServer, destination: pb::Destination) -> Setup {
+    let admin = server.admin().await;
+    let project = admin
+        .projects
+        .clone()
+        .create_project(pb::CreateProjectRequest {
+            project: Some(pb::Project { name: "d".into(), ..Default::default() }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .project
+        .unwrap()
+        .id;
+    let key = pb::ApiKey { project_id: project, role: pb::ApiKeyRole::Editor as i32, ..Default::default() };
+    let secret = admin
+        .keys
+        .clone()
+        .create_api_key(pb::CreateApiKeyRequest { api_key: Some(key) })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let c = server.clients(&secret).await;
+    let destination = c
+        .destinations
+        .clone()
+        .create_destination(pb::CreateDestinationRequest { destination: Some(destination), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .destination
+        .unwrap();
+    let sub = pb::Subscription { destination_id: destination.id.clone(), ..Default::default() };
+    c.subscriptions
+        .clone()
+        .create_subscription(pb::CreateSubscriptionRequest { subscription: Some(sub), ..Default::default() })
+        .await
+        .unwrap();
+    Setup { c, destination }
+}
+
+/// A schedule policy with short delays, so retries happen within the test.
+fn quick_retries(delays_ms: &[u64]) -> Option<pb::RetryPolicy> {
+    let delays = delays_ms
+        .iter()
+        .map(|ms| prost_types::Duration { seconds: (*ms / 1000) as i64, nanos: ((*ms % 1000) * 1_000_000) as i32 })
+        .collect();
+    Some(pb::RetryPolicy { policy: Some(pb::retry_policy::Policy::Schedule(pb::ScheduleRetryPolicy { delays })) })
+}
+
+async fn publish(s: &Setup, body: &str) -> pb::Event {
+    let req = pb::PublishEventRequest {
+        r#type: "invoice.paid".into(),
+        payload: Some(pb::publish_event_request::Payload::Raw(pb::RawPayload {
+            body: body.as_bytes().to_vec(),
+            content_type: "application/json".into(),
+        })),
+        ..Default::default()
+    };
+    s.c.events.clone().publish_event(req).await.unwrap().into_inner().event.unwrap()
+}
+
+/// Waits until the event's only delivery reaches `state`.
+async fn delivery_in(s: &Setup, event: &str, state: pb::DeliveryState) -> pb::Delivery {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let list =
+            s.c.deliveries
+                .clone()
+                .list_deliveries(pb::ListDeliveriesRequest { event_id: event.into(), ..Default::default() })
+                .await
+                .unwrap()
+                .into_inner()
+                .deliveries;
+        if let Some(d) = list.into_iter().find(|d| d.state == state as i32) {
+            return d;
+        }
+        assert!(std::time::Instant::now() < deadline, "delivery of {event} never reached {state:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn attempts(s: &Setup, delivery: &str, order: pb::AttemptOrder) -> Vec<pb::Attempt> {
+    let req = pb::ListAttemptsRequest { delivery_id: delivery.into(), order_by: order as i32, ..Default::default() };
+    s.c.deliveries.clone().list_attempts(req).await.unwrap().into_inner().attempts
+}
+
+async fn delivery_is_signed_and_logged(server: TestServer) {
+    let receiver = Receiver::start(vec![]).await;
+    let s = setup(
+        &server,
+        pb::Destination {
+            url: receiver.url.clone(),
+            secret: SECRET.into(),
+            headers: vec![pb::Header { name: "X-Team".into(), value: "billing".into() }],
+            auth: Some(pb::DestinationAuth {
+                method: Some(pb::destination_auth::Method::Bearer(pb::BearerAuth {
+                    token: "receiver-token-123".into(),
+                    ..Default::default()
+                })),
+            }),
+            legacy_signature: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let body = r#"{"amount":250,"currency":"EUR"}"#;
+    let event = publish(&s, body).await;
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    let r = &got[0];
+    assert_eq!(r.body, body.as_bytes(), "body byte-identical");
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.header("webhook-id"), event.id);
+    assert_eq!(r.header("content-type"), "application/json");
+    assert_eq!(r.header("x-loft-event-type"), "invoice.paid");
+    assert_eq!(r.header("x-loft-attempt"), "1");
+    assert!(r.header("x-loft-delivery-id").starts_with("dlv_"));
+    assert!(r.header("user-agent").starts_with("Loft/"));
+    assert_eq!(r.header("x-team"), "billing");
+    assert_eq!(r.header("authorization"), "Bearer receiver-token-123");
+    // Standard Webhooks, recomputed here: v1,base64(HMAC-SHA256(key, "id.timestamp.body")).
+    let ts: i64 = r.header("webhook-timestamp").parse().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((now - ts).abs() < 30);
+    let key = STANDARD.decode(&SECRET[6..]).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{}.{}.{}", event.id, ts, body).as_bytes());
+    assert_eq!(r.header("webhook-signature"), format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())));
+    let mut legacy = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    legacy.update(body.as_bytes());
+    assert_eq!(r.header("x-loft-signature"), format!("sha256={}", hex::encode(legacy.finalize().into_bytes())));
+
+    let d = delivery_in(&s, &event.id, pb::DeliveryState::Succeeded).await;
+    assert_eq!((d.attempt_count, d.last_status_code), (1, 200));
+    let log = attempts(&s, &d.id, pb::AttemptOrder::Newest).await;
+    assert_eq!(log.len(), 1);
+    let a =
+        s.c.deliveries
+            .clone()
+            .get_attempt(pb::GetAttemptRequest { attempt_id: log[0].id.clone(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .attempt
+            .unwrap();
+    assert_eq!(a.outcome, pb::AttemptOutcome::Succeeded as i32);
+    let req = a.request.unwrap();
+    assert_eq!(
+        (req.url.as_str(), req.method.as_str(), req.body.as_slice()),
+        (receiver.url.as_str(), "POST", body.as_bytes())
+    );
+    let auth = req.headers.iter().find(|h| h.name == "authorization").unwrap();
+    assert_eq!(auth.value, "[redacted]", "credentials never stored in the attempt log");
+    let resp = a.response.unwrap();
+    assert_eq!((resp.status_code, resp.body.as_slice()), (200, b"ok".as_slice()));
+    let ev =
+        s.c.events
+            .clone()
+            .get_event(pb::GetEventRequest { event_id: event.id.clone(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .event
+            .unwrap();
+    assert_eq!((ev.status, ev.deliveries_succeeded), (pb::EventStatus::Delivered as i32, 1));
+    let dst = s
+        .c
+        .destinations
+        .clone()
+        .get_destination(pb::GetDestinationRequest { destination_id: s.destination.id.clone(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .destination
+        .unwrap();
+    assert!(dst.last_success_time.is_some());
+    assert!(!common::captured_logs().contains("receiver-token-123"));
+}
+
+async fn ed25519_signatures_verify_with_the_public_key(server: TestServer) {
+    let receiver = Receiver::start(vec![]).await;
+    let s = setup(
+        &server,
+        pb::Destination {
+            url: receiver.url.clone(),
+            signature_scheme: pb::DestinationSignatureScheme::Ed25519 as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    let event = publish(&s, r#"{"x":1}"#).await;
+    let r = &receiver.wait_for(1, Duration::from_secs(10)).await[0];
+    let sig = r.header("webhook-signature").strip_prefix("v1a,").expect("a v1a signature").to_owned();
+    let public: [u8; 32] =
+        STANDARD.decode(s.destination.public_key.strip_prefix("whpk_").unwrap()).unwrap().try_into().unwrap();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&public).unwrap();
+    let signature = ed25519_dalek::Signature::from_slice(&STANDARD.decode(sig).unwrap()).unwrap();
+    let content = format!("{}.{}.{}", event.id, r.header("webhook-timestamp"), r#"{"x":1}"#);
+    key.verify_strict(content.as_bytes(), &signature).expect("Ed25519 signature verifies with whpk_");
+}
+
+async fn failures_are_retried_until_success(server: TestServer) {
+    let receiver = Receiver::start(vec![Reply::status(500), Reply::status(503)]).await;
+    let s = setup(
+        &server,
+        pb::Destination {
+            url: receiver.url.clone(),
+            retry_policy: quick_retries(&[100, 100, 100]),
+            ..Default::default()
+        },
+    )
+    .await;
+    let event = publish(&s, "{}").await;
+    let d = delivery_in(&s, &event.id, pb::DeliveryState::Succeeded).await;
+    assert_eq!(d.attempt_count, 3);
+    let got = receiver.received();
+    assert_eq!(got.iter().map(|r| r.header("x-loft-attempt").to_owned()).collect::<Vec<_>>(), vec!["1", "2", "3"]);
+    assert!(got.iter().all(|r| r.header("webhook-id") == event.id), "the same webhook-id on every retry");
+    let newest = attempts(&s, &d.id, pb::AttemptOrder::Newest).await;
+    let codes = |a: &[pb::Attempt]| a.iter().map(|a| a.response.as_ref().unwrap().status_code).collect::<Vec<_>>();
+    assert_eq!(codes(&newest), vec![200, 503, 500]);
+    assert_eq!(codes(&attempts(&s, &d.id, pb::AttemptOrder::Oldest).await), vec![500, 503, 200]);
+    assert_eq!(codes(&attempts(&s, &d.id, pb::AttemptOrder::StatusCode).await), vec![503, 500, 200]);
+    assert_eq!(newest[1].error.as_ref().unwrap().kind, pb::AttemptErrorKind::HttpStatus as i32);
+    // The attempt log pages by any order without repeats.
+    let first =
+        s.c.deliveries
+            .clone()
+            .list_attempts(pb::ListAttemptsRequest {
+                delivery_id: d.id.clone(),
+                page_size: 2,
+                order_by: pb::AttemptOrder::Duration as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+    let second =
+        s.c.deliveries
+            .clone()
+            .list_attempts(pb::ListAttemptsRequest {
+                delivery_id: d.id.clone(),
+                page_size: 2,
+                order_by: pb::AttemptOrder::Duration as i32,
+                page_token: first.next_page_token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+    let mut ids: Vec<_> = first.attempts.iter().chain(&second.attempts).map(|a| a.id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3);
+    assert!(second.next_page_token.is_empty());
+}
+
+async fn client_errors_fail_at_once_and_gone_disables(server: TestServer) {
+    let receiver = Receiver::start(vec![Reply::status(400), Reply::status(410)]).await;
+    let s = setup(
+        &server,
+        pb::Destination { url: receiver.url.clone(), retry_policy: quick_retries(&[100, 100]), ..Default::default() },
+    )
+    .await;
+    let bad = publish(&s, "{}").await;
+    let d = delivery_in(&s, &bad.id, pb::DeliveryState::Failed).await;
+    assert_eq!((d.attempt_count, d.last_status_code), (1, 400), "a 400 is not retried");
+    let gone = publish(&s, "{}").await;
+    let d = delivery_in(&s, &gone.id, pb::DeliveryState::Failed).await;
+    assert_eq!((d.attempt_count, d.last_status_code), (1, 410));
+    let dst = s
+        .c
+        .destinations
+        .clone()
+        .get_destination(pb::GetDestinationRequest { destination_id: s.destination.id.clone(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .destination
+        .unwrap();
+    assert_eq!(dst.state, pb::DestinationState::Disabled as i32);
+    assert!(dst.disabled_reason.contains("410"), "{}", dst.disabled_reason);
+    // A disabled destination holds new deliveries; resuming releases them.
+    let held = publish(&s, "{}").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(receiver.received().len(), 2, "nothing sent while disabled");
+    delivery_in(&s, &held.id, pb::DeliveryState::Pending).await;
+    s.c.destinations
+        .clone()
+        .resume_destination(pb::ResumeDestinationRequest {
+            destination_id: s.destination.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    delivery_in(&s, &held.id, pb::DeliveryState::Succeeded).await;
+}
+
+async fn retry_after_is_honoured(server: TestServer) {
+    let mut slow_down = Reply::status(429);
+    slow_down.headers.push(("retry-after", "1".into()));
+    let receiver = Receiver::start(vec![slow_down]).await;
+    // Without Retry-After the retry would come after 100 ms; the cap is the longest delay, 5 s.
+    let s = setup(
+        &server,
+        pb::Destination { url: receiver.url.clone(), retry_policy: quick_retries(&[100, 5000]), ..Default::default() },
+    )
+    .await;
+    let event = publish(&s, "{}").await;
+    delivery_in(&s, &event.id, pb::DeliveryState::Succeeded).await;
+    let got = receiver.received();
+    let gap = got[1].at - got[0].at;
+    assert!(gap >= Duration::from_millis(950) && gap < Duration::from_secs(4), "retried after {gap:?}");
+}
+
+async fn timeouts_and_redirects_are_recorded(server: TestServer) {
+    let mut slow = Reply::status(200);
+    slow.delay = Duration::from_secs(3);
+    let receiver = Receiver::start(vec![slow]).await;
+    let s = setup(
+        &server,
+        pb::Destination {
+            url: receiver.url.clone(),
+            timeout: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+            retry_policy: quick_retries(&[60_000]),
+            ..Default::default()
+        },
+    )
+    .await;
+    let event = publish(&s, "{}").await;
+    let d = delivery_in(&s, &event.id, pb::DeliveryState::Retrying).await;
+    let a = &attempts(&s, &d.id, pb::AttemptOrder::Newest).await[0];
+    assert_eq!(a.error.as_ref().unwrap().kind, pb::AttemptErrorKind::Timeout as i32);
+    let took = a.duration.unwrap();
+    assert!(took.seconds >= 1 && took.seconds < 3, "timed out after {took:?}");
+
+    let mut redirect = Reply::status(302);
+    redirect.headers.push(("location", "http://127.0.0.1:9/elsewhere".into()));
+    let receiver = Receiver::start(vec![redirect]).await;
+    let s = setup(
+        &server,
+        pb::Destination { url: receiver.url.clone(), retry_policy: quick_retries(&[100]), ..Default::default() },
+    )
+    .await;
+    let event = publish(&s, "{}").await;
+    let d = delivery_in(&s, &event.id, pb::DeliveryState::Failed).await;
+    let a = &attempts(&s, &d.id, pb::AttemptOrder::Newest).await[0];
+    assert_eq!(
+        (a.error.as_ref().unwrap().kind, a.response.as_ref().unwrap().status_code),
+        (pb::AttemptErrorKind::Redirect as i32, 302)
+    );
+    assert_eq!(receiver.received().len(), 1, "redirects are not followed");
+}
+
+async fn retry_and_cancel(server: TestServer) {
+    let receiver = Receiver::start(vec![Reply::status(400)]).await;
+    let s = setup(&server, pb::Destination { url: receiver.url.clone(), ..Default::default() }).await;
+    let event = publish(&s, "{}").await;
+    let failed = delivery_in(&s, &event.id, pb::DeliveryState::Failed).await;
+    // RetryDelivery re-arms a failed delivery; this time the receiver accepts it.
+    let retried =
+        s.c.deliveries
+            .clone()
+            .retry_delivery(pb::RetryDeliveryRequest { delivery_id: failed.id.clone(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .delivery
+            .unwrap();
+    assert_eq!(retried.state, pb::DeliveryState::Retrying as i32);
+    let done = delivery_in(&s, &event.id, pb::DeliveryState::Succeeded).await;
+    assert_eq!(done.attempt_count, 2);
+    assert_error(
+        s.c.deliveries
+            .clone()
+            .cancel_delivery(pb::CancelDeliveryRequest { delivery_id: done.id.clone(), ..Default::default() })
+            .await,
+        Code::FailedPrecondition,
+        "DELIVERY_STATE_CONFLICT",
+    );
+    // A held delivery (paused destination) can be cancelled; it is then never sent.
+    s.c.destinations
+        .clone()
+        .pause_destination(pb::PauseDestinationRequest {
+            destination_id: s.destination.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let held = publish(&s, "{}").await;
+    let pending = delivery_in(&s, &held.id, pb::DeliveryState::Pending).await;
+    let cancelled =
+        s.c.deliveries
+            .clone()
+            .cancel_delivery(pb::CancelDeliveryRequest { delivery_id: pending.id.clone(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .delivery
+            .unwrap();
+    assert_eq!(cancelled.state, pb::DeliveryState::Cancelled as i32);
+    s.c.destinations
+        .clone()
+        .resume_destination(pb::ResumeDestinationRequest {
+            destination_id: s.destination.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(receiver.received().len(), 2, "the cancelled delivery was never sent");
+    // Other tenants cannot touch it.
+    let other = setup(&server, pb::Destination { url: receiver.url.clone(), ..Default::default() }).await;
+    for r in [
+        other
+            .c
+            .deliveries
+            .clone()
+            .retry_delivery(pb::RetryDeliveryRequest { delivery_id: done.id.clone(), ..Default::default() })
+            .await
+            .map(|_| ()),
+        other
+            .c
+            .deliveries
+            .clone()
+            .get_delivery(pb::GetDeliveryRequest { delivery_id: done.id.clone(), ..Default::default() })
+            .await
+            .map(|_| ()),
+    ] {
+        assert_error(r, Code::NotFound, "RESOURCE_NOT_FOUND");
+    }
+    assert!(
+        other
+            .c
+            .deliveries
+            .clone()
+            .list_attempts(pb::ListAttemptsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .attempts
+            .is_empty()
+    );
+}
