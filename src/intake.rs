@@ -37,6 +37,8 @@ pub struct Incoming {
     pub labels: BTreeMap<String, String>,
     pub occur_time: Option<Micros>,
     pub deliver_time: Option<Micros>,
+    /// Captured but not delivered until released (a paused source).
+    pub hold: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +119,7 @@ impl Intake {
             labels: &e.labels,
             receive_time: &receive_rfc3339,
         });
-        let due = e.deliver_time.unwrap_or(receive_time).max(receive_time);
+        let due = (!e.hold).then(|| e.deliver_time.unwrap_or(receive_time).max(receive_time));
         let deliveries: Vec<NewDelivery> = routed
             .into_iter()
             .map(|r| NewDelivery {

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod ingest;
 pub mod intake;
 pub mod proto;
 pub mod routing;

@@ -22,6 +22,7 @@ use crate::delivery::dispatcher::{Dispatcher, Wake};
 use crate::delivery::sender::Sender;
 use crate::domain::url_policy::UrlPolicy;
 use crate::ids::ApiKeyId;
+use crate::ingest::Ingest;
 use crate::intake::Intake;
 use crate::routing::router::Router;
 use crate::store::{Backend, EventWrite, GroupWriter, NewApiKey, Store, WriteOutcome};
@@ -90,6 +91,8 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
     };
     let sender = Sender::new(url_policy.clone(), format!("Loft/{}", env!("CARGO_PKG_VERSION")))?;
     let dispatcher = Dispatcher::new(store.clone(), sender, cipher.clone(), router.clone(), wake.clone());
+    let intake = Intake::new(writer, router);
+    let ingest = Ingest::new(store.clone(), cipher.clone(), intake.clone());
     let state = Arc::new(AppState {
         store: store.clone(),
         auth: Authenticator::new(store.clone()),
@@ -97,7 +100,8 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
         url_policy,
         public_url: public_url.trim_end_matches('/').to_owned(),
         max_body_bytes: config.max_body_bytes,
-        intake: Intake::new(writer, router),
+        intake,
+        ingest: ingest.clone(),
         wake,
     });
 
@@ -136,7 +140,7 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
         }
     }));
 
-    let router = crate::http::router(store.clone(), crate::telemetry::metrics_handle());
+    let router = crate::http::router(store.clone(), crate::telemetry::metrics_handle(), ingest);
     let http_shutdown = shutdown.clone();
     tasks.push(tokio::spawn(async move {
         let served = axum::serve(http, router.into_make_service_with_connect_info::<SocketAddr>())

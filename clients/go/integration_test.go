@@ -107,12 +107,12 @@ func TestRealServerConfiguration(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := 0
-	list := func(ctx context.Context, req *loftv1.ListDestinationsRequest) (*loftv1.ListDestinationsResponse, error) {
+	list := func(ctx context.Context, req *loftv1.ListDestinationsRequest, opts ...grpc.CallOption) (*loftv1.ListDestinationsResponse, error) {
 		calls++
-		return s.editor.ListDestinations(ctx, req)
+		return s.editor.ListDestinations(ctx, req, opts...)
 	}
 	var names []string
-	for d, err := range loft.Paginate(ctx, callOptionless(list), &loftv1.ListDestinationsRequest{PageSize: 1}, (*loftv1.ListDestinationsResponse).GetDestinations) {
+	for d, err := range loft.Paginate(ctx, list, &loftv1.ListDestinationsRequest{PageSize: 1}, (*loftv1.ListDestinationsResponse).GetDestinations) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -278,9 +278,4 @@ func TestRealServerWatch(t *testing.T) {
 		}
 		break
 	}
-}
-
-// callOptionless adapts a plain function to the signature Paginate takes.
-func callOptionless[Req, Resp any](f func(context.Context, Req) (Resp, error)) func(context.Context, Req, ...grpc.CallOption) (Resp, error) {
-	return func(ctx context.Context, req Req, _ ...grpc.CallOption) (Resp, error) { return f(ctx, req) }
 }

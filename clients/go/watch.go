@@ -45,7 +45,8 @@ func OnRetry(fn func(err error, delay time.Duration)) WatchOption {
 // PERMISSION_DENIED) and the end of ctx are yielded once and end it.
 //
 // req is not modified; its start (after_cursor, start_time or from_now)
-// applies to the first connection only. To resume across restarts of the
+// applies until the first item arrives (a reconnection before that starts
+// over from it), then the last cursor does. To resume across restarts of the
 // program, store the last item's cursor and pass it as after_cursor.
 //
 //	req := &loftv1.WatchEventsRequest{Start: &loftv1.WatchEventsRequest_AfterCursor{AfterCursor: saved}}

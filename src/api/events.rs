@@ -113,6 +113,7 @@ fn incoming(state: &AppState, project: crate::ids::ProjectId, r: &pb::PublishEve
         labels: r.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>(),
         occur_time,
         deliver_time,
+        hold: false,
     })
 }
 

@@ -23,6 +23,7 @@ use crate::crypto::Cipher;
 use crate::delivery::dispatcher::Wake;
 use crate::domain::url_policy::UrlPolicy;
 use crate::error::{ApiError, FieldViolation};
+use crate::ingest::Ingest;
 use crate::intake::Intake;
 use crate::proto::ErrorReason;
 use crate::proto::api_key_service_server::ApiKeyServiceServer;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub max_body_bytes: u64,
     /// The accept path shared with HTTP ingest.
     pub intake: Intake,
+    /// HTTP ingest, whose source cache follows changes made here.
+    pub ingest: Ingest,
     /// Tells the dispatcher that deliveries came due (retry now).
     pub wake: Wake,
 }

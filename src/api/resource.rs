@@ -37,6 +37,7 @@ impl Cx<'_> {
     /// settings): this node's routing table is rebuilt on next use.
     pub fn routing_changed(&self) {
         self.state.intake.router().invalidate(self.project);
+        self.state.ingest.invalidate();
     }
 }
 

@@ -373,6 +373,11 @@ impl SourceService for Sources {
         let r = req.get_ref();
         let cx = self.0.cx(&req, &r.project_id, Access::Write).await?;
         let d = resource::update::<SourceSpec>(&cx, r.source.as_ref(), r.update_mask.as_ref()).await?;
+        if !d.spec.paused {
+            // Unpausing releases what the source captured meanwhile (a no-op otherwise).
+            self.0.store.release_held(&d.id.to_string(), now_micros()).await.map_err(ApiError::from)?;
+            self.0.wake.notify();
+        }
         Ok(Response::new(pb::UpdateSourceResponse { source: Some(source_proto(&d, &self.0)) }))
     }
 

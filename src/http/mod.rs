@@ -5,9 +5,10 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{any, get};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::ingest::{Ingest, ingest_root, ingest_sub};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -16,12 +17,17 @@ struct HttpState {
     metrics: PrometheusHandle,
 }
 
-pub fn router(store: Store, metrics: PrometheusHandle) -> Router {
+pub fn router(store: Store, metrics: PrometheusHandle, ingest: Ingest) -> Router {
+    let inbound = Router::new()
+        .route("/in/{source_id}", any(ingest_root))
+        .route("/in/{source_id}/{*path}", any(ingest_sub))
+        .with_state(ingest);
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .with_state(HttpState { store, metrics })
+        .merge(inbound)
 }
 
 /// Ready while the database answers.

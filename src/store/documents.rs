@@ -185,6 +185,14 @@ impl Store {
         if done == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
+    /// A source by id alone: ingest knows the source, not yet its project.
+    pub async fn source_by_id(&self, id: &str) -> Result<Stored<crate::domain::source::SourceSpec>, StoreError> {
+        let row: Option<DocumentRow> = on_pool!(self.pool(), p => sqlx::query_as(
+            "SELECT id, project_id, spec, create_time, update_time FROM sources WHERE id = $1")
+            .bind(id).fetch_optional(p).await?);
+        row.ok_or(StoreError::NotFound)?.decode()
+    }
+
     /// Reads inside a write transaction, so a check and the write that depends on it agree.
     pub async fn get_document_in<D: Document>(
         &self,

@@ -37,7 +37,8 @@ pub struct NewDelivery {
     pub id: String,
     pub subscription_id: String,
     pub destination_id: String,
-    pub next_attempt_time: Micros,
+    /// `None` holds the delivery (paused source) until it is released.
+    pub next_attempt_time: Option<Micros>,
     pub body: Option<Vec<u8>>,
     pub content_type: Option<String>,
     pub forward_headers: bool,
@@ -222,6 +223,14 @@ impl Store {
             seq += 1;
         }
         Ok(())
+    }
+
+    /// Releases the deliveries held for a paused source: due now.
+    pub async fn release_held(&self, source_id: &str, now: Micros) -> Result<u64, StoreError> {
+        Ok(on_pool!(self.pool(), p => sqlx::query(
+            "UPDATE deliveries SET next_attempt_time = $2, update_time = $2 WHERE state = 'PENDING' \
+             AND next_attempt_time IS NULL AND event_id IN (SELECT id FROM events WHERE source_id = $1)")
+            .bind(source_id).bind(now).execute(p).await?.rows_affected()))
     }
 
     /// Reserves `n` feed sequence numbers; returns the first. The counter row stays locked until

@@ -54,7 +54,7 @@ type DestinationServiceClient interface {
 	CreateDestination(ctx context.Context, in *CreateDestinationRequest, opts ...grpc.CallOption) (*CreateDestinationResponse, error)
 	// Returns a destination. Secrets appear only as hints.
 	GetDestination(ctx context.Context, in *GetDestinationRequest, opts ...grpc.CallOption) (*GetDestinationResponse, error)
-	// Lists the project's destinations, newest first.
+	// Lists the project's destinations in creation order (oldest first).
 	ListDestinations(ctx context.Context, in *ListDestinationsRequest, opts ...grpc.CallOption) (*ListDestinationsResponse, error)
 	// Updates a destination. Changes apply to attempts started afterwards.
 	UpdateDestination(ctx context.Context, in *UpdateDestinationRequest, opts ...grpc.CallOption) (*UpdateDestinationResponse, error)
@@ -216,7 +216,7 @@ type DestinationServiceServer interface {
 	CreateDestination(context.Context, *CreateDestinationRequest) (*CreateDestinationResponse, error)
 	// Returns a destination. Secrets appear only as hints.
 	GetDestination(context.Context, *GetDestinationRequest) (*GetDestinationResponse, error)
-	// Lists the project's destinations, newest first.
+	// Lists the project's destinations in creation order (oldest first).
 	ListDestinations(context.Context, *ListDestinationsRequest) (*ListDestinationsResponse, error)
 	// Updates a destination. Changes apply to attempts started afterwards.
 	UpdateDestination(context.Context, *UpdateDestinationRequest) (*UpdateDestinationResponse, error)

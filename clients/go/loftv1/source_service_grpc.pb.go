@@ -43,7 +43,7 @@ type SourceServiceClient interface {
 	CreateSource(ctx context.Context, in *CreateSourceRequest, opts ...grpc.CallOption) (*CreateSourceResponse, error)
 	// Returns a source. Secrets appear only as hints.
 	GetSource(ctx context.Context, in *GetSourceRequest, opts ...grpc.CallOption) (*GetSourceResponse, error)
-	// Lists the project's sources, newest first.
+	// Lists the project's sources in creation order (oldest first).
 	ListSources(ctx context.Context, in *ListSourcesRequest, opts ...grpc.CallOption) (*ListSourcesResponse, error)
 	// Updates a source. Changes apply to requests received afterwards.
 	UpdateSource(ctx context.Context, in *UpdateSourceRequest, opts ...grpc.CallOption) (*UpdateSourceResponse, error)
@@ -141,7 +141,7 @@ type SourceServiceServer interface {
 	CreateSource(context.Context, *CreateSourceRequest) (*CreateSourceResponse, error)
 	// Returns a source. Secrets appear only as hints.
 	GetSource(context.Context, *GetSourceRequest) (*GetSourceResponse, error)
-	// Lists the project's sources, newest first.
+	// Lists the project's sources in creation order (oldest first).
 	ListSources(context.Context, *ListSourcesRequest) (*ListSourcesResponse, error)
 	// Updates a source. Changes apply to requests received afterwards.
 	UpdateSource(context.Context, *UpdateSourceRequest) (*UpdateSourceResponse, error)

@@ -43,7 +43,7 @@ type TemplateServiceClient interface {
 	CreateTemplate(ctx context.Context, in *CreateTemplateRequest, opts ...grpc.CallOption) (*CreateTemplateResponse, error)
 	// Returns a template.
 	GetTemplate(ctx context.Context, in *GetTemplateRequest, opts ...grpc.CallOption) (*GetTemplateResponse, error)
-	// Lists the project's templates, newest first.
+	// Lists the project's templates in creation order (oldest first).
 	ListTemplates(ctx context.Context, in *ListTemplatesRequest, opts ...grpc.CallOption) (*ListTemplatesResponse, error)
 	// Updates a template. Subscriptions that use it render with the new body
 	// from then on.
@@ -141,7 +141,7 @@ type TemplateServiceServer interface {
 	CreateTemplate(context.Context, *CreateTemplateRequest) (*CreateTemplateResponse, error)
 	// Returns a template.
 	GetTemplate(context.Context, *GetTemplateRequest) (*GetTemplateResponse, error)
-	// Lists the project's templates, newest first.
+	// Lists the project's templates in creation order (oldest first).
 	ListTemplates(context.Context, *ListTemplatesRequest) (*ListTemplatesResponse, error)
 	// Updates a template. Subscriptions that use it render with the new body
 	// from then on.

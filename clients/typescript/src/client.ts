@@ -177,7 +177,7 @@ const retryable = new Set([
  * `options.signal`.
  *
  * `request` says where to start (`start: { case: "afterCursor", value: cursor }`, a `startTime`,
- * or from now) and is not modified. To resume across restarts of your program, store the last
+ * or from now; a reconnection before the first item starts over from it) and is not modified. To resume across restarts of your program, store the last
  * item's `cursor` and pass it as `afterCursor`.
  */
 export async function* watch(

@@ -85,12 +85,6 @@ def _channel_credentials(tls: Credentials) -> Optional[grpc.ChannelCredentials]:
     return tls
 
 
-def _with_auth(details: Any, api_key: str) -> Any:
-    metadata = grpc.aio.Metadata(*(details.metadata or ()))
-    metadata.add("authorization", f"Bearer {api_key}")
-    return details._replace(metadata=metadata)
-
-
 class _CallDetails(
     # grpc.ClientCallDetails has no constructor of its own; a namedtuple gives it one.
     collections.namedtuple(
@@ -146,17 +140,22 @@ class _AsyncAuth(
     def __init__(self, api_key: str) -> None:
         self._api_key = api_key
 
+    def _details(self, d: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(d.metadata or ()))
+        metadata.add("authorization", f"Bearer {self._api_key}")
+        return grpc.aio.ClientCallDetails(d.method, d.timeout, metadata, d.credentials, d.wait_for_ready)
+
     async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
-        return await continuation(_with_auth(client_call_details, self._api_key), request)
+        return await continuation(self._details(client_call_details), request)
 
     async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
-        return await continuation(_with_auth(client_call_details, self._api_key), request)
+        return await continuation(self._details(client_call_details), request)
 
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
-        return await continuation(_with_auth(client_call_details, self._api_key), request_iterator)
+        return await continuation(self._details(client_call_details), request_iterator)
 
     async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
-        return await continuation(_with_auth(client_call_details, self._api_key), request_iterator)
+        return await continuation(self._details(client_call_details), request_iterator)
 
 
 class Client:
@@ -415,8 +414,9 @@ def watch(
     reason ``CURSOR_EXPIRED``, ``PERMISSION_DENIED``…) are raised.
 
     :param request: filters and where to start (``after_cursor``,
-        ``start_time``, or from now); not modified. To resume across restarts
-        of your program, store the last item's ``cursor`` and pass it as
+        ``start_time``, or from now; a reconnection before the first item
+        starts over from it); not modified. To resume across restarts of your
+        program, store the last item's ``cursor`` and pass it as
         ``after_cursor``.
     :param backoff: the first delay before reconnecting and the most it
         doubles up to, in seconds (±20 % jitter; reset when an item arrives).

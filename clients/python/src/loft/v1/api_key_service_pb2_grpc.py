@@ -98,7 +98,7 @@ class ApiKeyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListApiKeys(self, request, context):
-        """Lists API keys, newest first, revoked ones included.
+        """Lists API keys in creation order (oldest first), revoked ones included.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

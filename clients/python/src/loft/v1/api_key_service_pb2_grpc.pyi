@@ -45,7 +45,7 @@ class ApiKeyServiceStub:
     GetApiKey: _grpc.UnaryUnaryMultiCallable[_api_key_service_pb2.GetApiKeyRequest, _api_key_service_pb2.GetApiKeyResponse]
     """Returns an API key's metadata (never its secret)."""
     ListApiKeys: _grpc.UnaryUnaryMultiCallable[_api_key_service_pb2.ListApiKeysRequest, _api_key_service_pb2.ListApiKeysResponse]
-    """Lists API keys, newest first, revoked ones included."""
+    """Lists API keys in creation order (oldest first), revoked ones included."""
     UpdateApiKey: _grpc.UnaryUnaryMultiCallable[_api_key_service_pb2.UpdateApiKeyRequest, _api_key_service_pb2.UpdateApiKeyResponse]
     """Renames an API key. Only `name` can change."""
     RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_api_key_service_pb2.RevokeApiKeyRequest, _api_key_service_pb2.RevokeApiKeyResponse]
@@ -73,7 +73,7 @@ class ApiKeyServiceAsyncStub(ApiKeyServiceStub):
     GetApiKey: _aio.UnaryUnaryMultiCallable[_api_key_service_pb2.GetApiKeyRequest, _api_key_service_pb2.GetApiKeyResponse]  # type: ignore[assignment]
     """Returns an API key's metadata (never its secret)."""
     ListApiKeys: _aio.UnaryUnaryMultiCallable[_api_key_service_pb2.ListApiKeysRequest, _api_key_service_pb2.ListApiKeysResponse]  # type: ignore[assignment]
-    """Lists API keys, newest first, revoked ones included."""
+    """Lists API keys in creation order (oldest first), revoked ones included."""
     UpdateApiKey: _aio.UnaryUnaryMultiCallable[_api_key_service_pb2.UpdateApiKeyRequest, _api_key_service_pb2.UpdateApiKeyResponse]  # type: ignore[assignment]
     """Renames an API key. Only `name` can change."""
     RevokeApiKey: _aio.UnaryUnaryMultiCallable[_api_key_service_pb2.RevokeApiKeyRequest, _api_key_service_pb2.RevokeApiKeyResponse]  # type: ignore[assignment]
@@ -116,7 +116,7 @@ class ApiKeyServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _api_key_service_pb2.ListApiKeysRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_key_service_pb2.ListApiKeysResponse, _abc.Awaitable[_api_key_service_pb2.ListApiKeysResponse]]:
-        """Lists API keys, newest first, revoked ones included."""
+        """Lists API keys in creation order (oldest first), revoked ones included."""
 
     @_abc_1.abstractmethod
     def UpdateApiKey(

@@ -131,7 +131,7 @@ class DestinationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListDestinations(self, request, context):
-        """Lists the project's destinations, newest first.
+        """Lists the project's destinations in creation order (oldest first).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

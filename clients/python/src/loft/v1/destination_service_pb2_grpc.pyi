@@ -53,7 +53,7 @@ class DestinationServiceStub:
     GetDestination: _grpc.UnaryUnaryMultiCallable[_destination_service_pb2.GetDestinationRequest, _destination_service_pb2.GetDestinationResponse]
     """Returns a destination. Secrets appear only as hints."""
     ListDestinations: _grpc.UnaryUnaryMultiCallable[_destination_service_pb2.ListDestinationsRequest, _destination_service_pb2.ListDestinationsResponse]
-    """Lists the project's destinations, newest first."""
+    """Lists the project's destinations in creation order (oldest first)."""
     UpdateDestination: _grpc.UnaryUnaryMultiCallable[_destination_service_pb2.UpdateDestinationRequest, _destination_service_pb2.UpdateDestinationResponse]
     """Updates a destination. Changes apply to attempts started afterwards."""
     DeleteDestination: _grpc.UnaryUnaryMultiCallable[_destination_service_pb2.DeleteDestinationRequest, _destination_service_pb2.DeleteDestinationResponse]
@@ -113,7 +113,7 @@ class DestinationServiceAsyncStub(DestinationServiceStub):
     GetDestination: _aio.UnaryUnaryMultiCallable[_destination_service_pb2.GetDestinationRequest, _destination_service_pb2.GetDestinationResponse]  # type: ignore[assignment]
     """Returns a destination. Secrets appear only as hints."""
     ListDestinations: _aio.UnaryUnaryMultiCallable[_destination_service_pb2.ListDestinationsRequest, _destination_service_pb2.ListDestinationsResponse]  # type: ignore[assignment]
-    """Lists the project's destinations, newest first."""
+    """Lists the project's destinations in creation order (oldest first)."""
     UpdateDestination: _aio.UnaryUnaryMultiCallable[_destination_service_pb2.UpdateDestinationRequest, _destination_service_pb2.UpdateDestinationResponse]  # type: ignore[assignment]
     """Updates a destination. Changes apply to attempts started afterwards."""
     DeleteDestination: _aio.UnaryUnaryMultiCallable[_destination_service_pb2.DeleteDestinationRequest, _destination_service_pb2.DeleteDestinationResponse]  # type: ignore[assignment]
@@ -188,7 +188,7 @@ class DestinationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _destination_service_pb2.ListDestinationsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_destination_service_pb2.ListDestinationsResponse, _abc.Awaitable[_destination_service_pb2.ListDestinationsResponse]]:
-        """Lists the project's destinations, newest first."""
+        """Lists the project's destinations in creation order (oldest first)."""
 
     @_abc_1.abstractmethod
     def UpdateDestination(

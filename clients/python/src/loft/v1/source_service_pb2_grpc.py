@@ -97,7 +97,7 @@ class SourceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListSources(self, request, context):
-        """Lists the project's sources, newest first.
+        """Lists the project's sources in creation order (oldest first).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -46,7 +46,7 @@ class SourceServiceStub:
     GetSource: _grpc.UnaryUnaryMultiCallable[_source_service_pb2.GetSourceRequest, _source_service_pb2.GetSourceResponse]
     """Returns a source. Secrets appear only as hints."""
     ListSources: _grpc.UnaryUnaryMultiCallable[_source_service_pb2.ListSourcesRequest, _source_service_pb2.ListSourcesResponse]
-    """Lists the project's sources, newest first."""
+    """Lists the project's sources in creation order (oldest first)."""
     UpdateSource: _grpc.UnaryUnaryMultiCallable[_source_service_pb2.UpdateSourceRequest, _source_service_pb2.UpdateSourceResponse]
     """Updates a source. Changes apply to requests received afterwards."""
     DeleteSource: _grpc.UnaryUnaryMultiCallable[_source_service_pb2.DeleteSourceRequest, _source_service_pb2.DeleteSourceResponse]
@@ -78,7 +78,7 @@ class SourceServiceAsyncStub(SourceServiceStub):
     GetSource: _aio.UnaryUnaryMultiCallable[_source_service_pb2.GetSourceRequest, _source_service_pb2.GetSourceResponse]  # type: ignore[assignment]
     """Returns a source. Secrets appear only as hints."""
     ListSources: _aio.UnaryUnaryMultiCallable[_source_service_pb2.ListSourcesRequest, _source_service_pb2.ListSourcesResponse]  # type: ignore[assignment]
-    """Lists the project's sources, newest first."""
+    """Lists the project's sources in creation order (oldest first)."""
     UpdateSource: _aio.UnaryUnaryMultiCallable[_source_service_pb2.UpdateSourceRequest, _source_service_pb2.UpdateSourceResponse]  # type: ignore[assignment]
     """Updates a source. Changes apply to requests received afterwards."""
     DeleteSource: _aio.UnaryUnaryMultiCallable[_source_service_pb2.DeleteSourceRequest, _source_service_pb2.DeleteSourceResponse]  # type: ignore[assignment]
@@ -125,7 +125,7 @@ class SourceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _source_service_pb2.ListSourcesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_source_service_pb2.ListSourcesResponse, _abc.Awaitable[_source_service_pb2.ListSourcesResponse]]:
-        """Lists the project's sources, newest first."""
+        """Lists the project's sources in creation order (oldest first)."""
 
     @_abc_1.abstractmethod
     def UpdateSource(

@@ -90,7 +90,7 @@ class SubscriptionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListSubscriptions(self, request, context):
-        """Lists the project's subscriptions, newest first.
+        """Lists the project's subscriptions in creation order (oldest first).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

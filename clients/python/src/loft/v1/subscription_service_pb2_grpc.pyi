@@ -45,7 +45,7 @@ class SubscriptionServiceStub:
     GetSubscription: _grpc.UnaryUnaryMultiCallable[_subscription_service_pb2.GetSubscriptionRequest, _subscription_service_pb2.GetSubscriptionResponse]
     """Returns a subscription."""
     ListSubscriptions: _grpc.UnaryUnaryMultiCallable[_subscription_service_pb2.ListSubscriptionsRequest, _subscription_service_pb2.ListSubscriptionsResponse]
-    """Lists the project's subscriptions, newest first."""
+    """Lists the project's subscriptions in creation order (oldest first)."""
     UpdateSubscription: _grpc.UnaryUnaryMultiCallable[_subscription_service_pb2.UpdateSubscriptionRequest, _subscription_service_pb2.UpdateSubscriptionResponse]
     """Updates a subscription. Changes apply to events received afterwards."""
     DeleteSubscription: _grpc.UnaryUnaryMultiCallable[_subscription_service_pb2.DeleteSubscriptionRequest, _subscription_service_pb2.DeleteSubscriptionResponse]
@@ -68,7 +68,7 @@ class SubscriptionServiceAsyncStub(SubscriptionServiceStub):
     GetSubscription: _aio.UnaryUnaryMultiCallable[_subscription_service_pb2.GetSubscriptionRequest, _subscription_service_pb2.GetSubscriptionResponse]  # type: ignore[assignment]
     """Returns a subscription."""
     ListSubscriptions: _aio.UnaryUnaryMultiCallable[_subscription_service_pb2.ListSubscriptionsRequest, _subscription_service_pb2.ListSubscriptionsResponse]  # type: ignore[assignment]
-    """Lists the project's subscriptions, newest first."""
+    """Lists the project's subscriptions in creation order (oldest first)."""
     UpdateSubscription: _aio.UnaryUnaryMultiCallable[_subscription_service_pb2.UpdateSubscriptionRequest, _subscription_service_pb2.UpdateSubscriptionResponse]  # type: ignore[assignment]
     """Updates a subscription. Changes apply to events received afterwards."""
     DeleteSubscription: _aio.UnaryUnaryMultiCallable[_subscription_service_pb2.DeleteSubscriptionRequest, _subscription_service_pb2.DeleteSubscriptionResponse]  # type: ignore[assignment]
@@ -106,7 +106,7 @@ class SubscriptionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _subscription_service_pb2.ListSubscriptionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_subscription_service_pb2.ListSubscriptionsResponse, _abc.Awaitable[_subscription_service_pb2.ListSubscriptionsResponse]]:
-        """Lists the project's subscriptions, newest first."""
+        """Lists the project's subscriptions in creation order (oldest first)."""
 
     @_abc_1.abstractmethod
     def UpdateSubscription(

@@ -97,7 +97,7 @@ class TemplateServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListTemplates(self, request, context):
-        """Lists the project's templates, newest first.
+        """Lists the project's templates in creation order (oldest first).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -46,7 +46,7 @@ class TemplateServiceStub:
     GetTemplate: _grpc.UnaryUnaryMultiCallable[_template_service_pb2.GetTemplateRequest, _template_service_pb2.GetTemplateResponse]
     """Returns a template."""
     ListTemplates: _grpc.UnaryUnaryMultiCallable[_template_service_pb2.ListTemplatesRequest, _template_service_pb2.ListTemplatesResponse]
-    """Lists the project's templates, newest first."""
+    """Lists the project's templates in creation order (oldest first)."""
     UpdateTemplate: _grpc.UnaryUnaryMultiCallable[_template_service_pb2.UpdateTemplateRequest, _template_service_pb2.UpdateTemplateResponse]
     """Updates a template. Subscriptions that use it render with the new body
     from then on.
@@ -79,7 +79,7 @@ class TemplateServiceAsyncStub(TemplateServiceStub):
     GetTemplate: _aio.UnaryUnaryMultiCallable[_template_service_pb2.GetTemplateRequest, _template_service_pb2.GetTemplateResponse]  # type: ignore[assignment]
     """Returns a template."""
     ListTemplates: _aio.UnaryUnaryMultiCallable[_template_service_pb2.ListTemplatesRequest, _template_service_pb2.ListTemplatesResponse]  # type: ignore[assignment]
-    """Lists the project's templates, newest first."""
+    """Lists the project's templates in creation order (oldest first)."""
     UpdateTemplate: _aio.UnaryUnaryMultiCallable[_template_service_pb2.UpdateTemplateRequest, _template_service_pb2.UpdateTemplateResponse]  # type: ignore[assignment]
     """Updates a template. Subscriptions that use it render with the new body
     from then on.
@@ -127,7 +127,7 @@ class TemplateServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _template_service_pb2.ListTemplatesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_template_service_pb2.ListTemplatesResponse, _abc.Awaitable[_template_service_pb2.ListTemplatesResponse]]:
-        """Lists the project's templates, newest first."""
+        """Lists the project's templates in creation order (oldest first)."""
 
     @_abc_1.abstractmethod
     def UpdateTemplate(

@@ -471,7 +471,7 @@ export const ApiKeyService: GenService<{
     output: typeof GetApiKeyResponseSchema;
   },
   /**
-   * Lists API keys, newest first, revoked ones included.
+   * Lists API keys in creation order (oldest first), revoked ones included.
    *
    * @generated from rpc loft.v1.ApiKeyService.ListApiKeys
    */

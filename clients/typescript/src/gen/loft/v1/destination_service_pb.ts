@@ -1178,7 +1178,7 @@ export const DestinationService: GenService<{
     output: typeof GetDestinationResponseSchema;
   },
   /**
-   * Lists the project's destinations, newest first.
+   * Lists the project's destinations in creation order (oldest first).
    *
    * @generated from rpc loft.v1.DestinationService.ListDestinations
    */

@@ -880,7 +880,7 @@ export const SourceService: GenService<{
     output: typeof GetSourceResponseSchema;
   },
   /**
-   * Lists the project's sources, newest first.
+   * Lists the project's sources in creation order (oldest first).
    *
    * @generated from rpc loft.v1.SourceService.ListSources
    */

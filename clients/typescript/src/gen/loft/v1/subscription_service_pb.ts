@@ -483,7 +483,7 @@ export const SubscriptionService: GenService<{
     output: typeof GetSubscriptionResponseSchema;
   },
   /**
-   * Lists the project's subscriptions, newest first.
+   * Lists the project's subscriptions in creation order (oldest first).
    *
    * @generated from rpc loft.v1.SubscriptionService.ListSubscriptions
    */

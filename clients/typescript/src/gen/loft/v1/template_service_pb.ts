@@ -520,7 +520,7 @@ export const TemplateService: GenService<{
     output: typeof GetTemplateResponseSchema;
   },
   /**
-   * Lists the project's templates, newest first.
+   * Lists the project's templates in creation order (oldest first).
    *
    * @generated from rpc loft.v1.TemplateService.ListTemplates
    */
