@@ -95,6 +95,10 @@ pub struct ServeConfig {
     /// Largest accepted event body, in bytes (ingest answers 413 past it).
     #[arg(long, env = "LOFT_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: u64,
+    /// Disable a destination whose attempts have failed continuously for this many seconds
+    /// (default 3 days); resuming it re-enables it.
+    #[arg(long, env = "LOFT_DISABLE_FAILING_DESTINATIONS_AFTER", default_value_t = 3 * 24 * 3600)]
+    pub disable_failing_destinations_after: u64,
     /// `text` or `json` log lines.
     #[arg(long, env = "LOFT_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -90,7 +90,9 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
         allowed_cidrs: config.allow_destination_cidrs.clone(),
     };
     let sender = Sender::new(url_policy.clone(), format!("Loft/{}", env!("CARGO_PKG_VERSION")))?;
-    let dispatcher = Dispatcher::new(store.clone(), sender, cipher.clone(), router.clone(), wake.clone());
+    let disable_after = Duration::from_secs(config.disable_failing_destinations_after);
+    let dispatcher =
+        Dispatcher::new(store.clone(), sender, cipher.clone(), router.clone(), wake.clone(), disable_after);
     let intake = Intake::new(writer, router);
     let ingest = Ingest::new(store.clone(), cipher.clone(), intake.clone());
     let state = Arc::new(AppState {

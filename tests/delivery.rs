@@ -476,3 +476,76 @@ async fn retry_and_cancel(server: TestServer) {
             .is_empty()
     );
 }
+
+mod breaker {
+    use super::common;
+    use super::*;
+
+    on_both_backends!(circuit_opens_holds_and_resume_releases, failing_destinations_are_disabled);
+
+    async fn circuit_opens_holds_and_resume_releases(server: TestServer) {
+        let receiver = Receiver::start((0..10).map(|_| Reply::status(500)).collect()).await;
+        let s = setup(
+            &server,
+            pb::Destination { url: receiver.url.clone(), retry_policy: quick_retries(&[20; 15]), ..Default::default() },
+        )
+        .await;
+        let event = publish(&s, "{}").await;
+        receiver.wait_for(10, Duration::from_secs(15)).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(receiver.received().len(), 10, "the open circuit holds further attempts");
+        let d = delivery_in(&s, &event.id, pb::DeliveryState::Retrying).await;
+        assert_eq!(d.attempt_count, 10, "held, not failed: its retries are not burnt");
+        let get = pb::GetDestinationRequest { destination_id: s.destination.id.clone(), ..Default::default() };
+        let dst =
+            s.c.destinations.clone().get_destination(get.clone()).await.unwrap().into_inner().destination.unwrap();
+        assert_eq!((dst.circuit, dst.consecutive_failures), (pb::CircuitState::Open as i32, 10));
+        assert!(dst.last_failure_time.is_some());
+        // Resuming closes the circuit and releases what it held; the receiver now answers 200.
+        let resumed =
+            s.c.destinations
+                .clone()
+                .resume_destination(pb::ResumeDestinationRequest {
+                    destination_id: s.destination.id.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        assert_eq!(resumed.into_inner().destination.unwrap().circuit, pb::CircuitState::Closed as i32);
+        s.c.deliveries
+            .clone()
+            .retry_delivery(pb::RetryDeliveryRequest { delivery_id: d.id.clone(), ..Default::default() })
+            .await
+            .unwrap();
+        let done = delivery_in(&s, &event.id, pb::DeliveryState::Succeeded).await;
+        assert_eq!(done.attempt_count, 11);
+        let dst = s.c.destinations.clone().get_destination(get).await.unwrap().into_inner().destination.unwrap();
+        assert_eq!((dst.circuit, dst.consecutive_failures), (pb::CircuitState::Closed as i32, 0));
+    }
+
+    async fn failing_destinations_are_disabled(server: TestServer) {
+        let server = TestServer::start_with(server.backend, |c| c.disable_failing_destinations_after = 1).await;
+        let receiver = Receiver::start((0..20).map(|_| Reply::status(503)).collect()).await;
+        let s = setup(
+            &server,
+            pb::Destination { url: receiver.url.clone(), retry_policy: quick_retries(&[400; 8]), ..Default::default() },
+        )
+        .await;
+        publish(&s, "{}").await;
+        let get = pb::GetDestinationRequest { destination_id: s.destination.id.clone(), ..Default::default() };
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let dst =
+                s.c.destinations.clone().get_destination(get.clone()).await.unwrap().into_inner().destination.unwrap();
+            if dst.state == pb::DestinationState::Disabled as i32 {
+                assert!(dst.disabled_reason.contains("failing continuously"), "{}", dst.disabled_reason);
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never disabled");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let sent = receiver.received().len();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(receiver.received().len(), sent, "a disabled destination is sent nothing");
+    }
+}

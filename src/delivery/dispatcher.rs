@@ -8,6 +8,7 @@
 //! time, and a node that dies mid-attempt leaves a lease that simply expires.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::outcome::{Verdict, judge};
 use super::sender::{AttemptRecord, OutboundRequest, Sender};
 use crate::crypto::Cipher;
+use crate::domain::breaker::Transition;
 use crate::domain::destination::{DestinationAuth, DestinationSpec};
 use crate::domain::headers::is_hop_by_hop;
 use crate::domain::retry::RetryPolicy;
@@ -52,14 +54,25 @@ impl Wake {
     }
 }
 
-/// A destination ready to send to: its settings with the keys opened, and its concurrency slots.
+/// A destination ready to send to: its settings with the keys opened, and what this node knows
+/// of it between reloads.
 struct Target {
     spec: DestinationSpec,
     keys: Vec<DestinationKey>,
     /// The auth header and its value; the value is redacted in the attempt log.
     auth: Option<(String, String)>,
-    slots: Arc<Semaphore>,
+    live: Arc<Live>,
     loaded: Instant,
+}
+
+/// Kept across reloads of a destination's settings.
+struct Live {
+    /// `max_in_flight` slots.
+    slots: Semaphore,
+    /// While the circuit is open: until when (µs). 0 when closed.
+    open_until: AtomicI64,
+    /// After the cool-down, one attempt probes; the others wait for its outcome.
+    probing: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -71,11 +84,21 @@ pub struct Dispatcher {
     wake: Wake,
     in_flight: Arc<Semaphore>,
     targets: Arc<Mutex<HashMap<String, Arc<Target>>>>,
+    /// A destination failing continuously this long is disabled.
+    disable_after: Duration,
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, sender: Sender, cipher: Cipher, router: Router, wake: Wake) -> Self {
+    pub fn new(
+        store: Store,
+        sender: Sender,
+        cipher: Cipher,
+        router: Router,
+        wake: Wake,
+        disable_after: Duration,
+    ) -> Self {
         Self {
+            disable_after,
             store,
             sender,
             cipher,
@@ -157,13 +180,22 @@ impl Dispatcher {
             )),
             DestinationAuth::Header { name, value } => Some((name.clone(), open(value))),
         };
-        // Keep the slots of an earlier load, so a reload never doubles the concurrency.
-        let previous = self.targets.lock().expect("targets poisoned").get(destination).map(|t| t.slots.clone());
-        let slots = match previous {
-            Some(s) => s,
-            None => Arc::new(Semaphore::new(spec.max_in_flight.max(1) as usize)),
-        };
-        let target = Arc::new(Target { spec, keys, auth, slots, loaded: Instant::now() });
+        // Keep what an earlier load learnt, so a reload never doubles the concurrency nor
+        // forgets an open circuit.
+        let previous = self.targets.lock().expect("targets poisoned").get(destination).map(|t| t.live.clone());
+        let live = previous.unwrap_or_else(|| {
+            Arc::new(Live {
+                slots: Semaphore::new(spec.max_in_flight.max(1) as usize),
+                open_until: AtomicI64::new(0),
+                probing: AtomicBool::new(false),
+            })
+        });
+        // The database has the last word on the circuit (another node may have opened it, a
+        // resume closes it); memory only spares a read per attempt between reloads.
+        let health = self.store.destination_health(destination).await?;
+        let open_until = if health.circuit == "OPEN" { health.circuit_retry_time.unwrap_or(0) } else { 0 };
+        live.open_until.store(open_until, Ordering::Release);
+        let target = Arc::new(Target { spec, keys, auth, live, loaded: Instant::now() });
         self.targets.lock().expect("targets poisoned").insert(destination.to_owned(), target.clone());
         Ok(Some(target))
     }
@@ -186,16 +218,50 @@ impl Dispatcher {
             // The destination was deleted after the delivery was created.
             return self.record(&due, None, "destination no longer exists", None).await;
         };
-        let _slot = target.slots.clone().acquire_owned().await.expect("semaphore never closed");
-        // Waiting for a slot may have eaten into the lease: renew it for the whole attempt.
+        let _slot = target.live.slots.acquire().await.expect("semaphore never closed");
         let now = now_micros();
+        // An open circuit holds the destination's deliveries (their retries are not spent):
+        // defer them past the cool-down; after it, one probe goes and the others wait for it.
+        let open_until = target.live.open_until.load(Ordering::Acquire);
+        let mut probe = false;
+        if open_until > 0 {
+            // Deferred no longer than a settings reload: the database may have closed the
+            // circuit meanwhile (a resume, another node's successful probe).
+            let until = if now < open_until {
+                Some(open_until.min(now + DESTINATION_TTL.as_micros() as i64))
+            } else if target.live.probing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                Some(now + target.spec.timeout_ms as i64 * 1000 + 1_000_000)
+            } else {
+                probe = true;
+                None
+            };
+            if let Some(until) = until {
+                self.store.extend_lease(id, due.lease_until, until).await?;
+                return Ok(());
+            }
+        }
+        let outcome = self.send_and_record(&due, &target, now).await;
+        if probe {
+            target.live.probing.store(false, Ordering::Release);
+        }
+        outcome
+    }
+
+    async fn send_and_record(
+        &self,
+        due: &DueDelivery,
+        target: &Target,
+        now: crate::timeutil::Micros,
+    ) -> Result<(), StoreError> {
+        let id = due.id.as_str();
+        // Waiting for a slot may have eaten into the lease: renew it for the whole attempt.
         let needed = now + target.spec.timeout_ms as i64 * 1000 + 30_000_000;
         if due.lease_until < needed
             && !self.store.extend_lease(id, due.lease_until, now + LEASE.as_micros() as i64).await?
         {
             return Ok(()); // another node holds it now
         }
-        let request = self.request(&due, &target);
+        let request = self.request(due, target);
         let record = self.sender.send(&request).await;
         let policy = match &target.spec.retry_policy {
             Some(p) => p.clone(),
@@ -203,7 +269,11 @@ impl Dispatcher {
         };
         let number = due.attempt_count as u32 + 1;
         let verdict = judge(&record, number, &policy, SystemTime::now(), &mut rand::thread_rng());
-        self.record(&due, Some((&request, &record, &target)), "", Some(verdict)).await
+        self.record(due, Some((&request, &record, target)), "", Some(verdict)).await
+    }
+
+    fn failed(&self) -> HealthChange {
+        HealthChange::Failed { disable_after: self.disable_after }
     }
 
     async fn project_policy(&self, project: &str) -> RetryPolicy {
@@ -305,8 +375,8 @@ impl Dispatcher {
         };
         let (state, next, health) = match &verdict {
             Verdict::Succeeded => ("SUCCEEDED", None, HealthChange::Succeeded),
-            Verdict::Retry { after } => ("RETRYING", Some(now + after.as_micros() as i64), HealthChange::Failed),
-            Verdict::Fail => ("FAILED", None, HealthChange::Failed),
+            Verdict::Retry { after } => ("RETRYING", Some(now + after.as_micros() as i64), self.failed()),
+            Verdict::Fail => ("FAILED", None, self.failed()),
             Verdict::FailAndDisable { reason } => ("FAILED", None, HealthChange::Disable(reason.clone())),
         };
         let error_summary = match (&attempt.error_message, attempt.status_code) {
@@ -340,8 +410,18 @@ impl Dispatcher {
             metrics::histogram!("loft_delivery_latency_seconds").record(latency);
         }
         let result = AttemptResult { attempt, state, next_attempt_time: next, error_summary, health, activities };
-        self.store.record_attempt(&result, now).await?;
-        if matches!(result.health, HealthChange::Disable(_)) {
+        let transition = self.store.record_attempt(&result, now).await?;
+        if let Some((_, _, target)) = sent {
+            match (&result.health, &transition) {
+                (HealthChange::Succeeded, _) => target.live.open_until.store(0, Ordering::Release),
+                (_, Transition::CircuitOpened { retry_time }) => {
+                    metrics::counter!("loft_circuits_opened_total").increment(1);
+                    target.live.open_until.store(*retry_time, Ordering::Release);
+                }
+                _ => {}
+            }
+        }
+        if matches!(result.health, HealthChange::Disable(_)) || matches!(transition, Transition::Disabled { .. }) {
             self.targets.lock().expect("targets poisoned").remove(&due.destination_id);
         }
         if next.is_some() {

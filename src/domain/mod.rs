@@ -1,6 +1,7 @@
 //! Domain types: what a resource is, built only through parsers that reject bad input with a
 //! precise message. Past the transport edge nothing is checked again.
 
+pub mod breaker;
 pub mod destination;
 pub mod event_type;
 pub mod headers;

@@ -2,6 +2,7 @@
 //! send needs, and recording an attempt's result with everything it changes, in one transaction.
 
 use super::{NewActivity, StoreError, dialect, on_pool, on_tx};
+use crate::domain::breaker;
 use crate::store::Store;
 use crate::timeutil::Micros;
 
@@ -65,7 +66,10 @@ pub struct NewAttempt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HealthChange {
     Succeeded,
-    Failed,
+    /// Counted by the breaker; failing for `disable_after` disables the destination.
+    Failed {
+        disable_after: std::time::Duration,
+    },
     /// `410 Gone`: the destination is disabled, with this reason.
     Disable(String),
 }
@@ -172,7 +176,8 @@ impl Store {
 
     /// Records an attempt: the attempt row, the delivery's new state, the destination's
     /// health, and the feed items, together.
-    pub async fn record_attempt(&self, r: &AttemptResult, now: Micros) -> Result<(), StoreError> {
+    /// Returns what the breaker decided.
+    pub async fn record_attempt(&self, r: &AttemptResult, now: Micros) -> Result<breaker::Transition, StoreError> {
         let a = &r.attempt;
         let mut tx = self.begin().await?;
         on_tx!(&mut tx, c => sqlx::query(
@@ -190,18 +195,55 @@ impl Store {
             .bind(&a.delivery_id).bind(r.state).bind(a.number).bind(r.next_attempt_time).bind(a.status_code)
             .bind(&r.error_summary).bind(now)
             .execute(c).await.map(|_| ())?);
+        let mut transitions = Vec::new();
+        let mut outcome = breaker::Transition::None;
         match &r.health {
             HealthChange::Succeeded => on_tx!(&mut tx, c => sqlx::query(
                 "INSERT INTO destination_health (destination_id, last_success_time) VALUES ($1, $2) \
                  ON CONFLICT (destination_id) DO UPDATE SET consecutive_failures = 0, failing_since = NULL, \
                  last_success_time = $2, circuit = 'CLOSED', circuit_retry_time = NULL")
                 .bind(&a.destination_id).bind(now).execute(c).await.map(|_| ())?),
-            HealthChange::Failed => on_tx!(&mut tx, c => sqlx::query(
-                "INSERT INTO destination_health (destination_id, consecutive_failures, failing_since, last_failure_time) \
-                 VALUES ($1, 1, $2, $2) ON CONFLICT (destination_id) DO UPDATE SET \
-                 consecutive_failures = destination_health.consecutive_failures + 1, \
-                 failing_since = COALESCE(destination_health.failing_since, $2), last_failure_time = $2")
-                .bind(&a.destination_id).bind(now).execute(c).await.map(|_| ())?),
+            HealthChange::Failed { disable_after } => {
+                // The breaker's decision needs the current counters; the write lock (SQLite)
+                // or the row lock taken by the upsert below (PostgreSQL, same transaction)
+                // keeps two nodes from deciding on stale ones.
+                let current = self.destination_health_in(&mut tx, &a.destination_id).await?;
+                let before = breaker::Health {
+                    consecutive_failures: current.consecutive_failures,
+                    failing_since: current.failing_since,
+                    circuit_open: current.circuit == "OPEN",
+                    circuit_retry_time: current.circuit_retry_time,
+                    disabled: current.state == "DISABLED",
+                };
+                let (after, transition) = breaker::after_failure(&before, now, *disable_after);
+                let (state, reason) = if after.disabled {
+                    ("DISABLED", transition_reason(&transition))
+                } else {
+                    (current.state.as_str(), current.disabled_reason.clone())
+                };
+                on_tx!(&mut tx, c => sqlx::query(
+                    "INSERT INTO destination_health (destination_id, state, disabled_reason, consecutive_failures, failing_since, \
+                     last_failure_time, circuit, circuit_retry_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (destination_id) DO UPDATE SET state = $2, disabled_reason = $3, consecutive_failures = $4, \
+                     failing_since = $5, last_failure_time = $6, circuit = $7, circuit_retry_time = $8")
+                    .bind(&a.destination_id).bind(state).bind(&reason).bind(after.consecutive_failures).bind(after.failing_since)
+                    .bind(now).bind(if after.circuit_open { "OPEN" } else { "CLOSED" }).bind(after.circuit_retry_time)
+                    .execute(c).await.map(|_| ())?);
+                if transition != breaker::Transition::None {
+                    let (state, circuit) = if after.disabled { ("DISABLED", "OPEN") } else { ("ACTIVE", "OPEN") };
+                    let payload = serde_json::json!({
+                        "destination_id": a.destination_id, "state": state, "circuit": circuit, "reason": transition_reason(&transition),
+                    });
+                    transitions.push(NewActivity {
+                        kind: "DESTINATION_STATE_CHANGED",
+                        source_id: None,
+                        destination_id: Some(a.destination_id.clone()),
+                        event_type: None,
+                        payload: serde_json::to_vec(&payload).expect("JSON of strings"),
+                    });
+                }
+                outcome = transition;
+            }
             HealthChange::Disable(reason) => on_tx!(&mut tx, c => sqlx::query(
                 "INSERT INTO destination_health (destination_id, state, disabled_reason, consecutive_failures, failing_since, \
                  last_failure_time) VALUES ($1, 'DISABLED', $3, 1, $2, $2) ON CONFLICT (destination_id) DO UPDATE SET \
@@ -209,8 +251,10 @@ impl Store {
                  failing_since = COALESCE(destination_health.failing_since, $2), last_failure_time = $2")
                 .bind(&a.destination_id).bind(now).bind(reason).execute(c).await.map(|_| ())?),
         }
-        self.append_feed(&mut tx, &a.project_id, &r.activities, now).await?;
-        tx.commit().await
+        let activities: Vec<NewActivity> = r.activities.iter().cloned().chain(transitions).collect();
+        self.append_feed(&mut tx, &a.project_id, &activities, now).await?;
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     pub async fn get_attempt(&self, project: &str, id: &str) -> Result<AttemptRow, StoreError> {
@@ -300,5 +344,13 @@ impl Store {
         }
         self.get_delivery(project, id).await?;
         Err(StoreError::AlreadyExists)
+    }
+}
+
+fn transition_reason(t: &breaker::Transition) -> String {
+    match t {
+        breaker::Transition::None => String::new(),
+        breaker::Transition::CircuitOpened { .. } => "circuit opened after consecutive failures".to_owned(),
+        breaker::Transition::Disabled { reason } => reason.clone(),
     }
 }
