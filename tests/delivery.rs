@@ -22,6 +22,7 @@ on_both_backends!(
     retry_after_is_honoured,
     timeouts_and_redirects_are_recorded,
     retry_and_cancel,
+    replay_and_recover,
 );
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -475,6 +476,53 @@ async fn retry_and_cancel(server: TestServer) {
             .attempts
             .is_empty()
     );
+}
+
+async fn replay_and_recover(server: TestServer) {
+    let receiver = Receiver::start(vec![Reply::status(400), Reply::status(400)]).await;
+    let s = setup(&server, pb::Destination { url: receiver.url.clone(), ..Default::default() }).await;
+    let since = std::time::SystemTime::now();
+    let a = publish(&s, r#"{"n":1}"#).await;
+    let b = publish(&s, r#"{"n":2}"#).await;
+    delivery_in(&s, &a.id, pb::DeliveryState::Failed).await;
+    delivery_in(&s, &b.id, pb::DeliveryState::Failed).await;
+    // RecoverDestination re-arms every failed delivery since a time; the receiver now accepts.
+    let recovered =
+        s.c.events
+            .clone()
+            .recover_destination(pb::RecoverDestinationRequest {
+                destination_id: s.destination.id.clone(),
+                start_time: Some(since.into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(recovered.deliveries_recovered, 2);
+    let first = delivery_in(&s, &a.id, pb::DeliveryState::Succeeded).await;
+    delivery_in(&s, &b.id, pb::DeliveryState::Succeeded).await;
+    // ReplayEvent makes a fresh delivery, linked to the original, with the same webhook-id.
+    let replayed =
+        s.c.events
+            .clone()
+            .replay_event(pb::ReplayEventRequest { event_id: a.id.clone(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .deliveries;
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(replayed[0].replay_of, first.id);
+    assert_ne!(replayed[0].id, first.id);
+    let got = receiver.wait_for(5, Duration::from_secs(10)).await;
+    assert_eq!(got.iter().filter(|r| r.header("webhook-id") == a.id).count(), 3, "failed, recovered, replayed");
+    let other = pb::ReplayEventRequest {
+        event_id: a.id.clone(),
+        destination_id: "dst_01J00000000000000000000000".into(),
+        ..Default::default()
+    };
+    assert_error(s.c.events.clone().replay_event(other).await, Code::NotFound, "RESOURCE_NOT_FOUND");
+    let missing = pb::ReplayEventRequest { event_id: "evt_01J00000000000000000000000".into(), ..Default::default() };
+    assert_error(s.c.events.clone().replay_event(missing).await, Code::NotFound, "RESOURCE_NOT_FOUND");
 }
 
 mod breaker {

@@ -21,7 +21,7 @@ fn state_of(s: &str) -> pb::DeliveryState {
     pb::DeliveryState::from_str_name(&format!("DELIVERY_STATE_{s}")).unwrap_or(pb::DeliveryState::Unspecified)
 }
 
-pub(super) fn delivery_proto(d: &DeliveryRecord) -> pb::Delivery {
+pub(crate) fn delivery_proto(d: &DeliveryRecord) -> pb::Delivery {
     pb::Delivery {
         id: d.id.clone(),
         project_id: d.project_id.clone(),

@@ -12,7 +12,7 @@ use super::paging::Page;
 use super::{AppState, Violations, parse_id};
 use crate::auth::Access;
 use crate::error::{ApiError, ApiResult};
-use crate::ids::{EventId, SourceId};
+use crate::ids::{DeliveryId, DestinationId, EventId, SourceId};
 use crate::intake::{InboundRequest, Incoming, IntakeError, parse_json};
 use crate::proto::event_service_server::EventService;
 use crate::proto::{self as pb, ErrorReason};
@@ -302,16 +302,74 @@ impl EventService for Events {
 
     async fn replay_event(
         &self,
-        _: Request<pb::ReplayEventRequest>,
+        req: Request<pb::ReplayEventRequest>,
     ) -> Result<Response<pb::ReplayEventResponse>, Status> {
-        Err(not_yet("ReplayEvent"))
+        let r = req.get_ref();
+        let cx = self.0.cx(&req, &r.project_id, Access::Write).await?;
+        let event: EventId = parse_id("event_id", &r.event_id)?;
+        let destination = (!r.destination_id.is_empty())
+            .then(|| parse_id::<DestinationId>("destination_id", &r.destination_id))
+            .transpose()?;
+        let project = cx.project.to_string();
+        self.0
+            .store
+            .get_event(&project, &event.to_string())
+            .await
+            .map_err(|e| ApiError::from_store(e, "event", event.to_string()))?;
+        let dst = destination.map(|d| d.to_string());
+        let replayed = self
+            .0
+            .store
+            .replay_event(&project, &event.to_string(), dst.as_deref(), now_micros(), || {
+                DeliveryId::generate().to_string()
+            })
+            .await
+            .map_err(ApiError::from)?;
+        if replayed.is_empty() {
+            return Err(match dst {
+                Some(d) => ApiError::not_found("destination", format!("{d} (no delivery of event {event} went there)")),
+                None => ApiError::FailedPrecondition {
+                    reason: ErrorReason::DeliveryStateConflict,
+                    message: format!("event {event} matched no subscription; there is nothing to replay"),
+                },
+            }
+            .into());
+        }
+        self.0.wake.notify();
+        Ok(Response::new(pb::ReplayEventResponse {
+            deliveries: replayed.iter().map(super::deliveries::delivery_proto).collect(),
+        }))
     }
 
     async fn recover_destination(
         &self,
-        _: Request<pb::RecoverDestinationRequest>,
+        req: Request<pb::RecoverDestinationRequest>,
     ) -> Result<Response<pb::RecoverDestinationResponse>, Status> {
-        Err(not_yet("RecoverDestination"))
+        let r = req.get_ref();
+        let cx = self.0.cx(&req, &r.project_id, Access::Write).await?;
+        let id: DestinationId = parse_id("destination_id", &r.destination_id)?;
+        let since = match r.start_time.as_ref().map(from_timestamp) {
+            Some(Some(t)) => t,
+            Some(None) => {
+                return Err(
+                    ApiError::invalid("start_time", ErrorReason::InvalidArgument, "is not a valid timestamp").into()
+                );
+            }
+            None => return Err(ApiError::invalid("start_time", ErrorReason::InvalidArgument, "is required").into()),
+        };
+        cx.state
+            .store
+            .get_document::<crate::domain::destination::DestinationSpec>(cx.project, &id)
+            .await
+            .map_err(|e| ApiError::from_store(e, "destination", id.to_string()))?;
+        let n = self
+            .0
+            .store
+            .recover_destination(&cx.project.to_string(), &id.to_string(), since, now_micros())
+            .await
+            .map_err(ApiError::from)?;
+        self.0.wake.notify();
+        Ok(Response::new(pb::RecoverDestinationResponse { deliveries_recovered: n as u32 }))
     }
 
     type WatchEventsStream =

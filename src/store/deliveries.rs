@@ -1,7 +1,8 @@
 //! Deliveries: one event × one subscription's destination, with its schedule.
 
-use super::{StoreError, on_pool};
+use super::{StoreError, on_pool, on_tx};
 use crate::store::Store;
+use crate::timeutil::Micros;
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DeliveryRecord {
@@ -39,7 +40,69 @@ macro_rules! select_deliveries {
     };
 }
 
+/// An original delivery to copy for a replay.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct Original {
+    id: String,
+    subscription_id: String,
+    destination_id: String,
+    body: Option<Vec<u8>>,
+    content_type: Option<String>,
+    forward_headers: bool,
+}
+
 impl Store {
+    /// New deliveries of an event, one per original delivery (to `destination` only, when
+    /// given), each linked to the original; `new_id` names them. Returns the new deliveries.
+    pub async fn replay_event(
+        &self,
+        project: &str,
+        event: &str,
+        destination: Option<&str>,
+        now: Micros,
+        mut new_id: impl FnMut() -> String,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let mut tx = self.begin().await?;
+        let originals: Vec<Original> = on_tx!(&mut tx, c => sqlx::query_as(
+            "SELECT id, subscription_id, destination_id, body, content_type, forward_headers FROM deliveries \
+             WHERE project_id = $1 AND event_id = $2 AND replay_of IS NULL AND (CAST($3 AS TEXT) IS NULL OR destination_id = $3) \
+             ORDER BY id")
+            .bind(project).bind(event).bind(destination).fetch_all(c).await?);
+        let mut ids = Vec::with_capacity(originals.len());
+        for o in &originals {
+            let id = new_id();
+            on_tx!(&mut tx, c => sqlx::query(
+                "INSERT INTO deliveries (id, project_id, event_id, subscription_id, destination_id, state, next_attempt_time, \
+                 body, content_type, forward_headers, replay_of, create_time, update_time) \
+                 VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $10, $6, $6)")
+                .bind(&id).bind(project).bind(event).bind(&o.subscription_id).bind(&o.destination_id).bind(now)
+                .bind(&o.body).bind(&o.content_type).bind(o.forward_headers).bind(&o.id)
+                .execute(c).await.map(|_| ())?);
+            ids.push(id);
+        }
+        tx.commit().await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.get_delivery(project, &id).await?);
+        }
+        Ok(out)
+    }
+
+    /// Re-arms a destination's failed deliveries created at or after `since`: due now, for one
+    /// more attempt each. Returns how many.
+    pub async fn recover_destination(
+        &self,
+        project: &str,
+        destination: &str,
+        since: Micros,
+        now: Micros,
+    ) -> Result<u64, StoreError> {
+        Ok(on_pool!(self.pool(), p => sqlx::query(
+            "UPDATE deliveries SET state = 'RETRYING', next_attempt_time = $4, lease_until = NULL, update_time = $4 \
+             WHERE project_id = $1 AND destination_id = $2 AND state = 'FAILED' AND create_time >= $3")
+            .bind(project).bind(destination).bind(since).bind(now).execute(p).await?.rows_affected()))
+    }
+
     pub async fn get_delivery(&self, project: &str, id: &str) -> Result<DeliveryRecord, StoreError> {
         let row: Option<DeliveryRecord> = on_pool!(self.pool(), p => sqlx::query_as(select_deliveries!("WHERE project_id = $1 AND id = $2"))
             .bind(project).bind(id).fetch_optional(p).await?);
