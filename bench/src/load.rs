@@ -233,7 +233,6 @@ impl Caller {
 /// The phases of a closed-loop run.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
-    pub start: Instant,
     /// Answers count from here (warmup before).
     pub measure_from: Instant,
     pub end: Instant,
@@ -242,7 +241,7 @@ pub struct Window {
 impl Window {
     pub fn after(warmup: Duration, duration: Duration) -> Self {
         let start = Instant::now();
-        Self { start, measure_from: start + warmup, end: start + warmup + duration }
+        Self { measure_from: start + warmup, end: start + warmup + duration }
     }
 }
 
@@ -359,7 +358,7 @@ pub async fn open_loop(target: Target, bodies: Arc<Bodies>, rate: f64, duration:
             });
         }
         // Collect what finished, so the set does not grow without bound.
-        while let Some(Some(r)) = tasks.try_join_next() {
+        while let Some(r) = tasks.try_join_next() {
             take(&mut stats, r);
         }
         if now >= end {
