@@ -99,6 +99,13 @@ pub struct ServeConfig {
     /// (default 3 days); resuming it re-enables it.
     #[arg(long, env = "LOFT_DISABLE_FAILING_DESTINATIONS_AFTER", default_value_t = 3 * 24 * 3600)]
     pub disable_failing_destinations_after: u64,
+    /// Feed items older than this many seconds are deleted (default 7 days); a cursor older
+    /// than that answers CURSOR_EXPIRED.
+    #[arg(long, env = "LOFT_FEED_RETENTION", default_value_t = 7 * 24 * 3600)]
+    pub feed_retention: u64,
+    /// How often, in seconds, the retention job sweeps.
+    #[arg(long, env = "LOFT_RETENTION_INTERVAL", default_value_t = 300)]
+    pub retention_interval: u64,
     /// `text` or `json` log lines.
     #[arg(long, env = "LOFT_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

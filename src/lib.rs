@@ -16,6 +16,7 @@ pub mod ids;
 pub mod ingest;
 pub mod intake;
 pub mod proto;
+pub mod retention;
 pub mod routing;
 pub mod serve;
 pub mod signing;

@@ -159,6 +159,12 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
     set_health(&health_reporter, up).await;
     tasks.push(tokio::spawn(watch_health(store.clone(), health_reporter, up, shutdown.clone())));
     tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
+    tasks.push(tokio::spawn(crate::retention::run(
+        store.clone(),
+        Duration::from_secs(config.retention_interval.max(1)),
+        Duration::from_secs(config.feed_retention),
+        shutdown.clone(),
+    )));
     // Last: once the listeners have stopped and dropped their handles, the writer commits what
     // is queued and ends.
     tasks.push(tokio::spawn(async move {

@@ -13,6 +13,7 @@ on_both_backends!(
     catalog_and_schemas_are_enforced,
     publish_validation_stores_nothing,
     event_reads_filter_and_isolate,
+    retention_deletes_what_is_past_it,
 );
 
 struct Setup {
@@ -445,4 +446,66 @@ async fn event_reads_filter_and_isolate(server: TestServer) {
             .is_empty()
     );
     let _ = s.project;
+}
+
+async fn retention_deletes_what_is_past_it(server: TestServer) {
+    let short = setup(&server, false).await;
+    let long = setup(&server, false).await;
+    let hour = pb::Project {
+        id: short.project.clone(),
+        retention: Some(prost_types::Duration { seconds: 3600, nanos: 0 }),
+        ..Default::default()
+    };
+    server
+        .admin()
+        .await
+        .projects
+        .clone()
+        .update_project(pb::UpdateProjectRequest {
+            project: Some(hour),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["retention".into()] }),
+        })
+        .await
+        .unwrap();
+    subscribe(&short, pb::Subscription::default()).await;
+    let keyed = || pb::PublishEventRequest {
+        r#type: "a.b".into(),
+        payload: json(serde_json::json!({})),
+        idempotency_key: "k1".into(),
+        ..Default::default()
+    };
+    let old = short.c.events.clone().publish_event(keyed()).await.unwrap().into_inner().event.unwrap();
+    let kept = publish(&long, "a.b", serde_json::json!({})).await.event.unwrap();
+    // A sweep as of 25 hours from now: past the one-hour project's retention and the 24 h
+    // idempotency window, within the other project's 30 days.
+    let later = loft::timeutil::now_micros() + 25 * 3600 * 1_000_000;
+    let swept =
+        loft::retention::sweep(&server.running().store, later, loft::retention::DEFAULT_FEED_RETENTION).await.unwrap();
+    assert_eq!((swept.events, swept.keys), (1, 1));
+    assert_error(
+        short.c.events.clone().get_event(pb::GetEventRequest { event_id: old.id.clone(), ..Default::default() }).await,
+        Code::NotFound,
+        "RESOURCE_NOT_FOUND",
+    );
+    assert!(
+        short
+            .c
+            .deliveries
+            .clone()
+            .list_deliveries(pb::ListDeliveriesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .deliveries
+            .is_empty(),
+        "deliveries went with it"
+    );
+    long.c
+        .events
+        .clone()
+        .get_event(pb::GetEventRequest { event_id: kept.id.clone(), ..Default::default() })
+        .await
+        .expect("kept");
+    let again = short.c.events.clone().publish_event(keyed()).await.unwrap().into_inner();
+    assert!(!again.duplicate, "an expired idempotency key may be used again");
 }

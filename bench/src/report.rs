@@ -214,7 +214,10 @@ pub fn table(results: &[ScenarioResult]) -> String {
             continue;
         }
         for f in &r.figures {
-            let unit = if f.unit == "count" || f.unit.is_empty() { String::new() } else { format!(" {}", f.unit) };
+            let unit = match f.unit {
+                "ms" | "MB" | "cores" | "s" => format!(" ({})", f.unit),
+                _ => String::new(),
+            };
             rows.push([
                 r.backend.clone(),
                 if r.status == "ok" { r.scenario.clone() } else { format!("{} ({})", r.scenario, r.status) },

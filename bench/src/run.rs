@@ -553,6 +553,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let log = tmp.path().join(format!("loft-{}-{rep}.log", backend.name()));
             eprintln!("loft-bench: [{}/{}] starting loft serve on {}", rep + 1, args.repeat, backend.name());
             let mut server = LoftServer::start(&bin, &db_url, master, ADMIN_KEY, log).await?;
+            eprintln!("loft-bench: loft serve pid {} (gRPC {}, HTTP {})", server.pid, server.grpc_addr, server.http_addr);
             tokio::time::sleep(Duration::from_secs(1)).await;
             let idle_rss = proc_status_bytes(server.pid, "VmRSS");
             let probe = runs.fetch_add(1, Ordering::Relaxed);
@@ -664,7 +665,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             "harness": "loft-bench",
             "command": std::env::args().collect::<Vec<_>>().join(" "),
             "loft_bin": bin,
-            "loft_revision": git_revision(),
+            "loft_bin_modified": std::fs::metadata(&bin).and_then(|m| m.modified()).ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs()),
+            "cwd_git_revision": git_revision(),
             "machine": machine(),
             "config": {
                 "backends": backends, "scenarios": scenarios, "concurrency": args.concurrency,

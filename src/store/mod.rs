@@ -13,6 +13,7 @@ mod dispatch;
 mod documents;
 mod events;
 mod projects;
+mod retention;
 mod writer;
 
 use std::str::FromStr;
