@@ -167,6 +167,53 @@ impl Intake {
     }
 }
 
+impl Intake {
+    /// Stores a `TestDestination` event with one delivery to `destination`, held so that only
+    /// the test sends it. Returns the event and delivery ids.
+    pub async fn accept_test(
+        &self,
+        project: ProjectId,
+        destination: &str,
+        event_type: &str,
+    ) -> Result<(String, String), IntakeError> {
+        let event_id = EventId::generate();
+        let id = event_id.to_string();
+        let receive_time = now_micros();
+        let body = serde_json::json!({ "type": event_type, "destination_id": destination, "event_id": id });
+        let delivery = delivery_id(event_id, "test").to_string();
+        let write = EventWrite {
+            event: NewEvent {
+                id: id.clone(),
+                project_id: project.to_string(),
+                source_id: None,
+                event_type: event_type.to_owned(),
+                body: serde_json::to_vec(&body).expect("JSON of strings"),
+                content_type: "application/json".to_owned(),
+                request: None,
+                idempotency: None,
+                idempotency_key: None,
+                labels: "{}".to_owned(),
+                occur_time: None,
+                receive_time,
+                deliver_time: None,
+            },
+            deliveries: vec![NewDelivery {
+                id: delivery.clone(),
+                subscription_id: String::new(),
+                destination_id: destination.to_owned(),
+                next_attempt_time: None,
+                body: None,
+                content_type: None,
+                forward_headers: false,
+                replay_of: None,
+            }],
+            activities: Vec::new(),
+        };
+        self.writer.write(write).await?;
+        Ok((id, delivery))
+    }
+}
+
 /// The body as JSON when its content type says JSON (or says nothing) and it parses.
 pub fn parse_json(content_type: &str, body: &[u8]) -> Option<serde_json::Value> {
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();

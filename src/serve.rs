@@ -105,6 +105,7 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
         intake,
         ingest: ingest.clone(),
         wake,
+        dispatcher: dispatcher.clone(),
     });
 
     let shutdown = CancellationToken::new();

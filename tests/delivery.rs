@@ -23,6 +23,7 @@ on_both_backends!(
     timeouts_and_redirects_are_recorded,
     retry_and_cancel,
     replay_and_recover,
+    test_destination_pings_now,
 );
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -523,6 +524,47 @@ async fn replay_and_recover(server: TestServer) {
     assert_error(s.c.events.clone().replay_event(other).await, Code::NotFound, "RESOURCE_NOT_FOUND");
     let missing = pb::ReplayEventRequest { event_id: "evt_01J00000000000000000000000".into(), ..Default::default() };
     assert_error(s.c.events.clone().replay_event(missing).await, Code::NotFound, "RESOURCE_NOT_FOUND");
+}
+
+async fn test_destination_pings_now(server: TestServer) {
+    let receiver = Receiver::start(vec![Reply::status(200), Reply::status(500)]).await;
+    let s = setup(&server, pb::Destination { url: receiver.url.clone(), secret: SECRET.into(), ..Default::default() })
+        .await;
+    // Even a paused destination can be tested.
+    s.c.destinations
+        .clone()
+        .pause_destination(pb::PauseDestinationRequest {
+            destination_id: s.destination.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let test = || pb::TestDestinationRequest { destination_id: s.destination.id.clone(), ..Default::default() };
+    let a = s.c.destinations.clone().test_destination(test()).await.unwrap().into_inner().attempt.unwrap();
+    assert_eq!((a.outcome, a.response.as_ref().unwrap().status_code), (pb::AttemptOutcome::Succeeded as i32, 200));
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "sent synchronously");
+    assert_eq!(got[0].header("x-loft-event-type"), "loft.ping");
+    let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["type"], "loft.ping");
+    // A failing test is reported, not retried, and does not count against the destination.
+    let failed = s.c.destinations.clone().test_destination(test()).await.unwrap().into_inner().attempt.unwrap();
+    assert_eq!((failed.outcome, failed.response.unwrap().status_code), (pb::AttemptOutcome::Failed as i32, 500));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(receiver.received().len(), 2);
+    let dst = s
+        .c
+        .destinations
+        .clone()
+        .get_destination(pb::GetDestinationRequest { destination_id: s.destination.id.clone(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .destination
+        .unwrap();
+    assert_eq!((dst.consecutive_failures, dst.state), (0, pb::DestinationState::Paused as i32));
+    let bad = pb::TestDestinationRequest { event_type: "bad type".into(), ..test() };
+    assert_error(s.c.destinations.clone().test_destination(bad).await, Code::InvalidArgument, "INVALID_ARGUMENT");
 }
 
 mod breaker {

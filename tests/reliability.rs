@@ -81,7 +81,13 @@ async fn project_with_destination(c: &Clients, url: &str, retry: Option<pb::Retr
         .clone()
         .create_destination(pb::CreateDestinationRequest {
             project_id: project.clone(),
-            destination: Some(pb::Destination { url: url.into(), retry_policy: retry, ..Default::default() }),
+            // A short timeout keeps leases short: a killed node's work comes due again soon.
+            destination: Some(pb::Destination {
+                url: url.into(),
+                retry_policy: retry,
+                timeout: Some(prost_types::Duration { seconds: 2, nanos: 0 }),
+                ..Default::default()
+            }),
         })
         .await
         .unwrap()
@@ -187,7 +193,7 @@ async fn random_failures_leave_nothing_stuck(server: common::TestServer) {
     let retry =
         Some(pb::RetryPolicy { policy: Some(pb::retry_policy::Policy::Schedule(pb::ScheduleRetryPolicy { delays })) });
     let project = project_with_destination(&c, &receiver.url, retry).await;
-    // A 1 s timeout turns the slow answers into timeouts.
+    // A 1 s timeout turns the slow (1.5 s) answers into timeouts.
     let dst = c
         .destinations
         .clone()

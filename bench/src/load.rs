@@ -40,9 +40,19 @@ pub enum Target {
     /// `POST http://addr{path}` with a JSON body.
     Http { addr: SocketAddr, path: String },
     /// `EventService/PublishEvent` with a raw JSON payload.
-    Publish { channels: Vec<Channel>, auth: MetadataValue<tonic::metadata::Ascii>, project_id: String, event_type: String },
+    Publish {
+        channels: Vec<Channel>,
+        auth: MetadataValue<tonic::metadata::Ascii>,
+        project_id: String,
+        event_type: String,
+    },
     /// `DestinationService/GetDestination`.
-    GetDestination { channels: Vec<Channel>, auth: MetadataValue<tonic::metadata::Ascii>, project_id: String, destination_id: String },
+    GetDestination {
+        channels: Vec<Channel>,
+        auth: MetadataValue<tonic::metadata::Ascii>,
+        project_id: String,
+        destination_id: String,
+    },
 }
 
 /// Makes numbered bodies for one run tag.
@@ -145,9 +155,24 @@ async fn http1_connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Byte
 
 /// One closed-loop worker's connection or client.
 enum Caller {
-    Http { addr: SocketAddr, path: String, host: String, conn: Option<SendRequest<Full<Bytes>>> },
-    Publish { client: EventServiceClient<Channel>, auth: MetadataValue<tonic::metadata::Ascii>, project_id: String, event_type: String },
-    Get { client: DestinationServiceClient<Channel>, auth: MetadataValue<tonic::metadata::Ascii>, project_id: String, destination_id: String },
+    Http {
+        addr: SocketAddr,
+        path: String,
+        host: String,
+        conn: Option<SendRequest<Full<Bytes>>>,
+    },
+    Publish {
+        client: EventServiceClient<Channel>,
+        auth: MetadataValue<tonic::metadata::Ascii>,
+        project_id: String,
+        event_type: String,
+    },
+    Get {
+        client: DestinationServiceClient<Channel>,
+        auth: MetadataValue<tonic::metadata::Ascii>,
+        project_id: String,
+        destination_id: String,
+    },
 }
 
 impl Caller {
@@ -331,7 +356,8 @@ pub async fn open_loop(target: Target, bodies: Arc<Bodies>, rate: f64, duration:
             let in_flight = in_flight.clone();
             let bodies = bodies.clone();
             worker += 1;
-            let call: std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> = match (&target, &http_client) {
+            let call: std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> = match (&target, &http_client)
+            {
                 (Target::Http { addr, path }, Some(client)) => {
                     let client = client.clone();
                     let uri = format!("http://{addr}{path}");

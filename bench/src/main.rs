@@ -68,13 +68,9 @@ impl Scenario {
         let mut out = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part {
-                "all" => out.extend([
-                    Scenario::Ingest,
-                    Scenario::Publish,
-                    Scenario::E2e,
-                    Scenario::Latency,
-                    Scenario::Unary,
-                ]),
+                "all" => {
+                    out.extend([Scenario::Ingest, Scenario::Publish, Scenario::E2e, Scenario::Latency, Scenario::Unary])
+                }
                 "ingest" => out.push(Scenario::Ingest),
                 "publish" => out.push(Scenario::Publish),
                 "e2e" => out.push(Scenario::E2e),
@@ -173,6 +169,10 @@ pub struct Args {
     /// Skip the baselines (figures then have no ratio).
     #[arg(long)]
     pub no_baseline: bool,
+    /// Run nothing: read these `--json` reports (one per invocation, e.g. three runs of the same
+    /// command), and print (and with `--json`, write) the median of each figure.
+    #[arg(long, num_args = 1.., value_name = "REPORT.json")]
+    pub merge: Vec<PathBuf>,
 }
 
 impl Args {
@@ -192,6 +192,15 @@ impl Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if !args.merge.is_empty() {
+        return match run::merge_files(&args.merge, args.json.as_deref()) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("loft-bench: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     if let Err(e) = Scenario::parse_list(&args.scenario) {
         eprintln!("loft-bench: --scenario: {e}");
         return std::process::ExitCode::from(2);

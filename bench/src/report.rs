@@ -2,12 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::util::median;
 
 /// A DESIGN §12 target, or none.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum Target {
     /// `value / baseline ≥ x`.
@@ -28,10 +28,10 @@ impl Target {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Figure {
     pub name: String,
-    pub unit: &'static str,
+    pub unit: String,
     /// The median over repetitions (the single value when there is one).
     pub value: Option<f64>,
     /// The baseline's figure measured in the same invocation (median).
@@ -50,7 +50,7 @@ impl Figure {
     pub fn new(name: impl Into<String>, unit: &'static str, value: Option<f64>) -> Self {
         Figure {
             name: name.into(),
-            unit,
+            unit: unit.into(),
             value,
             baseline: None,
             ratio: None,
@@ -83,7 +83,7 @@ impl Figure {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScenarioResult {
     pub backend: String,
     pub scenario: String,
@@ -148,7 +148,8 @@ pub fn merge_runs(runs: Vec<Vec<ScenarioResult>>) -> Vec<ScenarioResult> {
                 out.status = format!("ok in {}/{} runs; other: {bad}", ok.len(), reps.len());
             }
             for (i, f) in ok[0].figures.iter().enumerate() {
-                let same: Vec<&Figure> = ok.iter().filter_map(|r| r.figures.get(i)).filter(|g| g.name == f.name).collect();
+                let same: Vec<&Figure> =
+                    ok.iter().filter_map(|r| r.figures.get(i)).filter(|g| g.name == f.name).collect();
                 let samples: Vec<f64> = same.iter().filter_map(|g| g.value).collect();
                 let mut m = f.clone();
                 m.value = median(samples.clone());
@@ -179,7 +180,7 @@ fn group_thousands(n: i64) -> String {
     let s = n.abs().to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(' ');
         }
         out.push(c);
@@ -214,7 +215,7 @@ pub fn table(results: &[ScenarioResult]) -> String {
             continue;
         }
         for f in &r.figures {
-            let unit = match f.unit {
+            let unit = match f.unit.as_str() {
                 "ms" | "MB" | "cores" | "s" => format!(" ({})", f.unit),
                 _ => String::new(),
             };
@@ -222,8 +223,8 @@ pub fn table(results: &[ScenarioResult]) -> String {
                 r.backend.clone(),
                 if r.status == "ok" { r.scenario.clone() } else { format!("{} ({})", r.scenario, r.status) },
                 format!("{}{unit}", f.name),
-                fmt_value(f.value, f.unit),
-                fmt_value(f.baseline, f.unit),
+                fmt_value(f.value, &f.unit),
+                fmt_value(f.baseline, &f.unit),
                 f.ratio.map(|x| format!("{:.0} %", x * 100.0)).unwrap_or_default(),
                 f.target_text.clone().unwrap_or_default(),
                 match f.met {
@@ -240,7 +241,7 @@ pub fn table(results: &[ScenarioResult]) -> String {
         out.push('|');
         for (c, cell) in r.iter().enumerate() {
             let pad = widths[c] - cell.chars().count();
-            if c >= 3 && c <= 5 {
+            if (3..=5).contains(&c) {
                 out.push_str(&format!(" {}{} |", " ".repeat(pad), cell));
             } else {
                 out.push_str(&format!(" {}{} |", cell, " ".repeat(pad)));
@@ -250,7 +251,7 @@ pub fn table(results: &[ScenarioResult]) -> String {
         if i == 0 {
             out.push('|');
             for (c, w) in widths.iter().enumerate() {
-                if c >= 3 && c <= 5 {
+                if (3..=5).contains(&c) {
                     out.push_str(&format!("{}:|", "-".repeat(w + 1)));
                 } else {
                     out.push_str(&format!("{}|", "-".repeat(w + 2)));

@@ -73,7 +73,9 @@ fn machine() -> serde_json::Value {
     let mem_total_kb = meminfo
         .lines()
         .find_map(|l| l.strip_prefix("MemTotal:")?.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
-    let cpu = read("/proc/cpuinfo").lines().find_map(|l| l.strip_prefix("model name")?.split(':').nth(1).map(|s| s.trim().to_owned()));
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1).map(|s| s.trim().to_owned()));
     json!({
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "cpu_model": cpu,
@@ -211,10 +213,11 @@ impl Ctx<'_> {
     /// The figures every scenario ends with: errors, peak RSS, CPU split.
     fn common(&self, r: &mut ScenarioResult, m: &Measured) {
         r.figures.push(Figure::new("errors", "count", Some(m.stats.error_count() as f64)));
-        r.figures.push(
-            Figure::new("peak RSS", "MB", m.peak_rss.map(mb))
-                .note(if m.peak_reset { "during this scenario" } else { "since start (peak reset refused)" }),
-        );
+        r.figures.push(Figure::new("peak RSS", "MB", m.peak_rss.map(mb)).note(if m.peak_reset {
+            "during this scenario"
+        } else {
+            "since start (peak reset refused)"
+        }));
         r.figures.push(Figure::new("CPU loft", "cores", Some(m.cores.0)));
         r.figures.push(Figure::new("CPU harness", "cores", Some(m.cores.1)).note("generator + receiver"));
         if !self.sqlite() {
@@ -259,10 +262,7 @@ fn ratio_target(sqlite: bool, x: f64) -> (Target, String) {
     if sqlite {
         (Target::RatioAtLeast(x), format!("≥ {:.0} % of baseline", x * 100.0))
     } else {
-        (
-            Target::RatioAtLeast(x / 2.0),
-            format!("≥ 50 % of SQLite (≈ {:.1} % of baseline)", x * 50.0),
-        )
+        (Target::RatioAtLeast(x / 2.0), format!("≥ 50 % of SQLite (≈ {:.1} % of baseline)", x * 50.0))
     }
 }
 
@@ -323,10 +323,15 @@ async fn scenario(ctx: &mut Ctx<'_>, s: Scenario) -> anyhow::Result<ScenarioResu
             let (received, distinct, hist) = ctx.receiver.snapshot(run);
             let delivered_rate = m.delivered_in_window as f64 / m.stats.window.as_secs_f64();
             let (t, text) = ratio_target(ctx.sqlite(), 0.35);
-            let text = if s == Scenario::E2e { text } else { format!("{text} (§12 names ingest; gRPC baseline here)") };
+            let text =
+                if s == Scenario::E2e { text } else { format!("{text} (§12 names ingest; gRPC baseline here)") };
             r.figures.push(Figure::new("delivered/s", "/s", Some(delivered_rate)).vs(base_rate).target(t, text));
             r.figures.push(Figure::new("acked/s", "/s", Some(m.stats.rate())).vs(base_rate));
-            r.figures.push(Figure::new("backlog at end of load", "count", Some(m.stats.ok_all.saturating_sub(at_end) as f64)));
+            r.figures.push(Figure::new(
+                "backlog at end of load",
+                "count",
+                Some(m.stats.ok_all.saturating_sub(at_end) as f64),
+            ));
             r.figures.push(Figure::new("drain time", "s", Some(drain_s)));
             r.figures.push(
                 Figure::new("acked, not delivered", "count", Some(undelivered as f64))
@@ -353,7 +358,8 @@ async fn scenario(ctx: &mut Ctx<'_>, s: Scenario) -> anyhow::Result<ScenarioResu
             let peak_reset = reset_peak_rss(ctx.server.pid);
             let corrupt0 = ctx.receiver.corrupt.load(Ordering::Relaxed);
             let u0 = usage(ctx.server.pid, ctx.postmaster);
-            let stats = open_loop(target, Bodies::new(run, ctx.args.body_bytes), ctx.args.rate, ctx.args.duration).await;
+            let stats =
+                open_loop(target, Bodies::new(run, ctx.args.body_bytes), ctx.args.rate, ctx.args.duration).await;
             let u1 = usage(ctx.server.pid, ctx.postmaster);
             let (drain_s, undelivered) = ctx.drain(run, stats.ok_all).await;
             let (received, distinct, hist) = ctx.receiver.snapshot(run);
@@ -371,7 +377,8 @@ async fn scenario(ctx: &mut Ctx<'_>, s: Scenario) -> anyhow::Result<ScenarioResu
                 Figure::new("receive→delivered p99", "ms", q_ms(&hist, 0.99)).target(Target::AtMost(25.0), "≤ 25 ms"),
             );
             r.figures.push(Figure::new("receive→delivered max", "ms", max_ms(&hist)));
-            r.figures.push(Figure::new("acked/s", "/s", Some(m.stats.rate())).note(format!("offered {} /s", ctx.args.rate)));
+            r.figures
+                .push(Figure::new("acked/s", "/s", Some(m.stats.rate())).note(format!("offered {} /s", ctx.args.rate)));
             r.figures.push(Figure::new("ack latency p50", "ms", q_ms(&m.stats.latency, 0.5)).vs(p(base, 0.5)));
             r.figures.push(Figure::new("ack latency p99", "ms", q_ms(&m.stats.latency, 0.99)).vs(p(base, 0.99)));
             r.figures.push(
@@ -499,6 +506,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             builds_at_start.len()
         );
     }
+    // Once a second: is a build running? (It would skew the figures; the report says so.)
+    let build_samples = Arc::new((std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)));
+    let sampler = {
+        let s = build_samples.clone();
+        tokio::spawn(async move {
+            loop {
+                s.0.fetch_add(1, Ordering::Relaxed);
+                if !concurrent_builds().is_empty() {
+                    s.1.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
     let scenarios = args.scenarios();
     let backends = args.backends();
     eprintln!(
@@ -553,7 +574,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let log = tmp.path().join(format!("loft-{}-{rep}.log", backend.name()));
             eprintln!("loft-bench: [{}/{}] starting loft serve on {}", rep + 1, args.repeat, backend.name());
             let mut server = LoftServer::start(&bin, &db_url, master, ADMIN_KEY, log).await?;
-            eprintln!("loft-bench: loft serve pid {} (gRPC {}, HTTP {})", server.pid, server.grpc_addr, server.http_addr);
+            eprintln!(
+                "loft-bench: loft serve pid {} (gRPC {}, HTTP {})",
+                server.pid, server.grpc_addr, server.http_addr
+            );
             tokio::time::sleep(Duration::from_secs(1)).await;
             let idle_rss = proc_status_bytes(server.pid, "VmRSS");
             let probe = runs.fetch_add(1, Ordering::Relaxed);
@@ -656,9 +680,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     compare_backends(&mut results);
     let out = table(&results);
     println!("{out}");
+    sampler.abort();
     let builds_at_end = concurrent_builds();
-    if !builds_at_end.is_empty() {
-        eprintln!("loft-bench: WARNING: rustc/cargo were running at the end too; figures are skewed");
+    let (samples, with_build) = (build_samples.0.load(Ordering::Relaxed), build_samples.1.load(Ordering::Relaxed));
+    if with_build > 0 {
+        eprintln!(
+            "loft-bench: WARNING: rustc/cargo ran during {with_build} of {samples} one-second samples; figures are skewed"
+        );
     }
     if let Some(path) = &args.json {
         let report = json!({
@@ -678,7 +706,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "baseline_threads": args.baseline_threads,
                 "postgres": pg_settings,
             },
-            "concurrent_builds": {"at_start": builds_at_start, "at_end": builds_at_end},
+            "concurrent_builds": {
+                "at_start": builds_at_start, "at_end": builds_at_end,
+                "samples": samples, "samples_with_build": with_build,
+            },
             "receiver": {
                 "total": receiver.total.load(Ordering::Relaxed),
                 "corrupt_bodies": receiver.corrupt.load(Ordering::Relaxed),
@@ -724,6 +755,36 @@ fn compare_backends(results: &mut [ScenarioResult]) {
         }
         r.figures.extend(extra);
     }
+}
+
+/// `--merge`: the medians of several reports, each taken as one repetition.
+pub fn merge_files(files: &[std::path::PathBuf], out: Option<&Path>) -> anyhow::Result<()> {
+    let mut runs = Vec::new();
+    let mut sources = Vec::new();
+    for f in files {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(f).with_context(|| format!("reading {}", f.display()))?)
+                .with_context(|| format!("parsing {}", f.display()))?;
+        let mut results: Vec<ScenarioResult> =
+            serde_json::from_value(v["results"].clone()).with_context(|| format!("results of {}", f.display()))?;
+        // Cross-backend ratios are recomputed from the medians.
+        for r in &mut results {
+            r.figures.retain(|f| f.unit != "ratio");
+        }
+        runs.push(results);
+        sources.push(json!({
+            "file": f, "command": v["command"], "machine": v["machine"], "config": v["config"],
+            "concurrent_builds": v["concurrent_builds"], "receiver": v["receiver"],
+        }));
+    }
+    let mut results = merge_runs(runs);
+    compare_backends(&mut results);
+    println!("{}", table(&results));
+    if let Some(path) = out {
+        write_json(path, &json!({ "harness": "loft-bench --merge", "merged_from": sources, "results": results }))?;
+        eprintln!("loft-bench: wrote {}", path.display());
+    }
+    Ok(())
 }
 
 fn write_json(path: &Path, v: &serde_json::Value) -> anyhow::Result<()> {

@@ -229,10 +229,8 @@ pub fn start_baseline(rt: &tokio::runtime::Runtime, canned: Canned) -> anyhow::R
     start_on(rt, move |req: Request<Incoming>| {
         let canned = canned.clone();
         async move {
-            let grpc = req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+            let grpc =
+                req.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
             let path = req.uri().path().to_owned();
             let _ = req.into_body().collect().await;
             if grpc {

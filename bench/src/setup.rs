@@ -67,9 +67,10 @@ pub async fn create(
 ) -> anyhow::Result<Fixture> {
     let ch = channel(grpc).await.context("connecting to the gRPC listener")?;
     let project = ProjectServiceClient::new(ch.clone())
-        .create_project(req(auth, CreateProjectRequest {
-            project: Some(Project { name: "loft-bench".into(), ..Default::default() }),
-        }))
+        .create_project(req(
+            auth,
+            CreateProjectRequest { project: Some(Project { name: "loft-bench".into(), ..Default::default() }) },
+        ))
         .await
         .context("CreateProject")?
         .into_inner()
@@ -81,10 +82,13 @@ pub async fn create(
     let mut source_ids = Vec::new();
     for name in ["bench-ingest", "bench-e2e"] {
         let id = sources
-            .create_source(req(auth, CreateSourceRequest {
-                project_id: project_id.clone(),
-                source: Some(Source { name: name.into(), ..Default::default() }),
-            }))
+            .create_source(req(
+                auth,
+                CreateSourceRequest {
+                    project_id: project_id.clone(),
+                    source: Some(Source { name: name.into(), ..Default::default() }),
+                },
+            ))
             .await
             .with_context(|| format!("CreateSource {name}"))?
             .into_inner()
@@ -96,15 +100,18 @@ pub async fn create(
     let (ingest_source, e2e_source) = (source_ids[0].clone(), source_ids[1].clone());
 
     let destination_id = DestinationServiceClient::new(ch.clone())
-        .create_destination(req(auth, CreateDestinationRequest {
-            project_id: project_id.clone(),
-            destination: Some(Destination {
-                name: "bench-receiver".into(),
-                url: format!("http://{receiver}/hook"),
-                max_in_flight,
-                ..Default::default()
-            }),
-        }))
+        .create_destination(req(
+            auth,
+            CreateDestinationRequest {
+                project_id: project_id.clone(),
+                destination: Some(Destination {
+                    name: "bench-receiver".into(),
+                    url: format!("http://{receiver}/hook"),
+                    max_in_flight,
+                    ..Default::default()
+                }),
+            },
+        ))
         .await
         .context("CreateDestination")?
         .into_inner()
@@ -121,35 +128,38 @@ pub async fn create(
             ..Default::default()
         },
     ] {
-        subs.create_subscription(req(auth, CreateSubscriptionRequest {
-            project_id: project_id.clone(),
-            subscription: Some(sub),
-        }))
+        subs.create_subscription(req(
+            auth,
+            CreateSubscriptionRequest { project_id: project_id.clone(), subscription: Some(sub) },
+        ))
         .await
         .context("CreateSubscription")?;
     }
 
     // Real answers for the baseline to repeat.
     let publish_response = EventServiceClient::new(ch.clone())
-        .publish_event(req(auth, PublishEventRequest {
-            project_id: project_id.clone(),
-            r#type: PUBLISH_TYPE.into(),
-            payload: Some(publish_event_request::Payload::Raw(RawPayload {
-                body: make_body(probe_run, 0, now_ns(), body_bytes),
-                content_type: "application/json".into(),
-            })),
-            ..Default::default()
-        }))
+        .publish_event(req(
+            auth,
+            PublishEventRequest {
+                project_id: project_id.clone(),
+                r#type: PUBLISH_TYPE.into(),
+                payload: Some(publish_event_request::Payload::Raw(RawPayload {
+                    body: make_body(probe_run, 0, now_ns(), body_bytes),
+                    content_type: "application/json".into(),
+                })),
+                ..Default::default()
+            },
+        ))
         .await
         .context("PublishEvent (probe)")?
         .into_inner()
         .encode_to_vec()
         .into();
     let get_destination_response = DestinationServiceClient::new(ch.clone())
-        .get_destination(req(auth, GetDestinationRequest {
-            project_id: project_id.clone(),
-            destination_id: destination_id.clone(),
-        }))
+        .get_destination(req(
+            auth,
+            GetDestinationRequest { project_id: project_id.clone(), destination_id: destination_id.clone() },
+        ))
         .await
         .context("GetDestination (probe)")?
         .into_inner()
@@ -170,8 +180,8 @@ pub async fn create(
 
 /// One `POST /in/{source}`: the answer body on 2xx, else why ingest cannot be measured.
 async fn probe_ingest(http: SocketAddr, source: &str, body: Vec<u8>) -> Result<Bytes, String> {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
+    let client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
     let req = http::Request::post(format!("http://{http}/in/{source}"))
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))

@@ -236,7 +236,7 @@ fn headers_proto(json: &str) -> Vec<pb::Header> {
         .collect()
 }
 
-pub(super) fn attempt_proto(a: &AttemptRow, bodies: bool) -> pb::Attempt {
+pub(crate) fn attempt_proto(a: &AttemptRow, bodies: bool) -> pb::Attempt {
     #[derive(serde::Deserialize, Default)]
     #[serde(default)]
     struct Sent {

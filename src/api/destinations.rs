@@ -495,7 +495,20 @@ impl DestinationService for Destinations {
         &self,
         req: Request<pb::TestDestinationRequest>,
     ) -> Result<Response<pb::TestDestinationResponse>, Status> {
-        self.0.cx(&req, &req.get_ref().project_id, Access::Write).await?;
-        Err(Status::unimplemented("TestDestination arrives with the delivery engine"))
+        let r = req.get_ref();
+        let cx = self.0.cx(&req, &r.project_id, Access::Write).await?;
+        let d = resource::get::<DestinationSpec>(&cx, "destination_id", &r.destination_id).await?;
+        let event_type = if r.event_type.is_empty() { "loft.ping".to_owned() } else { r.event_type.clone() };
+        crate::routing::pattern::EventTypeName::parse(&event_type)
+            .map_err(|e| ApiError::invalid("event_type", ErrorReason::InvalidArgument, e))?;
+        let (_, delivery) = self
+            .0
+            .intake
+            .accept_test(cx.project, &d.id.to_string(), &event_type)
+            .await
+            .map_err(super::events::intake_error)?;
+        let attempt = self.0.dispatcher.test_send(&delivery).await.map_err(ApiError::from)?;
+        let a = self.0.store.get_attempt(&cx.project.to_string(), &attempt).await.map_err(ApiError::from)?;
+        Ok(Response::new(pb::TestDestinationResponse { attempt: Some(super::deliveries::attempt_proto(&a, true)) }))
     }
 }

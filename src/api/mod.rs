@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use crate::auth::{Access, Authenticator};
 use crate::crypto::Cipher;
-use crate::delivery::dispatcher::Wake;
+use crate::delivery::dispatcher::{Dispatcher, Wake};
 use crate::domain::url_policy::UrlPolicy;
 use crate::error::{ApiError, FieldViolation};
 use crate::ingest::Ingest;
@@ -53,6 +53,8 @@ pub struct AppState {
     pub ingest: Ingest,
     /// Tells the dispatcher that deliveries came due (retry now).
     pub wake: Wake,
+    /// For `TestDestination`'s synchronous attempt.
+    pub dispatcher: Dispatcher,
 }
 
 impl AppState {

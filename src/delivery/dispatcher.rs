@@ -31,8 +31,12 @@ use crate::signing::{DestinationKey, standard};
 use crate::store::{AttemptResult, DueDelivery, HealthChange, NewActivity, NewAttempt, Store, StoreError};
 use crate::timeutil::{now_micros, to_micros};
 
-/// How long a claim holds a delivery: longer than the longest timeout plus recording it.
-const LEASE: Duration = Duration::from_secs(180);
+/// How long a claim holds a delivery before its attempt starts. The attempt then extends the
+/// lease to its own timeout plus [`LEASE_MARGIN`], so the work of a node that dies comes due
+/// again soon after (not after a fixed worst case).
+const LEASE: Duration = Duration::from_secs(15);
+/// Time to record an attempt after its timeout.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// Deliveries in flight on this node at most.
 const MAX_IN_FLIGHT: usize = 512;
 /// Deliveries claimed per query.
@@ -216,7 +220,7 @@ impl Dispatcher {
         };
         let Some(target) = self.target(&due.project_id, &due.destination_id).await? else {
             // The destination was deleted after the delivery was created.
-            return self.record(&due, None, "destination no longer exists", None).await;
+            return self.record(&due, None, "destination no longer exists", None, false).await.map(|_| ());
         };
         let _slot = target.live.slots.acquire().await.expect("semaphore never closed");
         let now = now_micros();
@@ -255,10 +259,8 @@ impl Dispatcher {
     ) -> Result<(), StoreError> {
         let id = due.id.as_str();
         // Waiting for a slot may have eaten into the lease: renew it for the whole attempt.
-        let needed = now + target.spec.timeout_ms as i64 * 1000 + 30_000_000;
-        if due.lease_until < needed
-            && !self.store.extend_lease(id, due.lease_until, now + LEASE.as_micros() as i64).await?
-        {
+        let needed = now + target.spec.timeout_ms as i64 * 1000 + LEASE_MARGIN.as_micros() as i64;
+        if due.lease_until < needed && !self.store.extend_lease(id, due.lease_until, needed).await? {
             return Ok(()); // another node holds it now
         }
         let request = self.request(due, target);
@@ -269,7 +271,19 @@ impl Dispatcher {
         };
         let number = due.attempt_count as u32 + 1;
         let verdict = judge(&record, number, &policy, SystemTime::now(), &mut rand::thread_rng());
-        self.record(due, Some((&request, &record, target)), "", Some(verdict)).await
+        self.record(due, Some((&request, &record, target)), "", Some(verdict), false).await.map(|_| ())
+    }
+
+    /// `TestDestination`: one attempt of a delivery, now, past pause, rate limit and circuit,
+    /// not retried and leaving the destination's health as it is. Returns the attempt's id.
+    pub async fn test_send(&self, delivery: &str) -> Result<String, StoreError> {
+        let due = self.store.delivery_with_event(delivery, false).await?;
+        let target = self.target(&due.project_id, &due.destination_id).await?.ok_or(StoreError::NotFound)?;
+        let request = self.request(&due, &target);
+        let record = self.sender.send(&request).await;
+        let ok = record.error.is_none() && record.status.is_some_and(|s| (200..300).contains(&s));
+        let verdict = if ok { Verdict::Succeeded } else { Verdict::Fail };
+        self.record(&due, Some((&request, &record, &target)), "", Some(verdict), true).await
     }
 
     fn failed(&self) -> HealthChange {
@@ -335,14 +349,16 @@ impl Dispatcher {
         }
     }
 
-    /// Records an attempt (or, without one, fails the delivery with `reason`).
+    /// Records an attempt (or, without one, fails the delivery with `reason`); returns its id.
+    /// A `test` attempt leaves the destination's health as it is.
     async fn record(
         &self,
         due: &DueDelivery,
         sent: Option<(&OutboundRequest, &AttemptRecord, &Target)>,
         reason: &str,
         verdict: Option<Verdict>,
-    ) -> Result<(), StoreError> {
+        test: bool,
+    ) -> Result<String, StoreError> {
         let now = now_micros();
         let number = due.attempt_count + 1;
         let attempt_id = AttemptId::generate().to_string();
@@ -409,6 +425,7 @@ impl Dispatcher {
             let latency = (now - due.receive_time).max(0) as f64 / 1e6;
             metrics::histogram!("loft_delivery_latency_seconds").record(latency);
         }
+        let health = if test { HealthChange::Unchanged } else { health };
         let result = AttemptResult { attempt, state, next_attempt_time: next, error_summary, health, activities };
         let transition = self.store.record_attempt(&result, now).await?;
         if let Some((_, _, target)) = sent {
@@ -435,7 +452,7 @@ impl Dispatcher {
                 });
             }
         }
-        Ok(())
+        Ok(attempt_id)
     }
 }
 

@@ -65,6 +65,8 @@ pub struct NewAttempt {
 /// How an attempt moves its destination's health.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HealthChange {
+    /// A test send (`TestDestination`): the destination's health is left as it is.
+    Unchanged,
     Succeeded,
     /// Counted by the breaker; failing for `disable_after` disables the destination.
     Failed {
@@ -148,14 +150,19 @@ impl Store {
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
-    /// A claimed delivery with its event, if it is still leased until `lease_until` (by us).
+    /// A claimed delivery with its event; `NotFound` once it is no longer leased.
     pub async fn due_delivery(&self, id: &str) -> Result<DueDelivery, StoreError> {
+        self.delivery_with_event(id, true).await
+    }
+
+    /// A delivery with its event; with `leased`, only while it holds a lease.
+    pub async fn delivery_with_event(&self, id: &str, leased: bool) -> Result<DueDelivery, StoreError> {
         const SQL: &str = "SELECT d.id, d.project_id, d.event_id, d.subscription_id, d.destination_id, d.attempt_count, \
-             d.lease_until, d.body, d.content_type, d.forward_headers, e.type AS event_type, e.body AS event_body, \
-             e.content_type AS event_content_type, e.request AS event_request, e.receive_time \
-             FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1 AND d.lease_until IS NOT NULL";
+             COALESCE(d.lease_until, 0) AS lease_until, d.body, d.content_type, d.forward_headers, e.type AS event_type, \
+             e.body AS event_body, e.content_type AS event_content_type, e.request AS event_request, e.receive_time \
+             FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1 AND (d.lease_until IS NOT NULL OR NOT $2)";
         let row: Option<DueDelivery> =
-            on_pool!(self.pool(), p => sqlx::query_as(SQL).bind(id).fetch_optional(p).await?);
+            on_pool!(self.pool(), p => sqlx::query_as(SQL).bind(id).bind(leased).fetch_optional(p).await?);
         row.ok_or(StoreError::NotFound)
     }
 
@@ -198,6 +205,7 @@ impl Store {
         let mut transitions = Vec::new();
         let mut outcome = breaker::Transition::None;
         match &r.health {
+            HealthChange::Unchanged => {}
             HealthChange::Succeeded => on_tx!(&mut tx, c => sqlx::query(
                 "INSERT INTO destination_health (destination_id, last_success_time) VALUES ($1, $2) \
                  ON CONFLICT (destination_id) DO UPDATE SET consecutive_failures = 0, failing_since = NULL, \
