@@ -159,6 +159,7 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
     let up = database_answers(&store).await;
     set_health(&health_reporter, up).await;
     tasks.push(tokio::spawn(watch_health(store.clone(), health_reporter, up, shutdown.clone())));
+    tasks.push(tokio::spawn(crate::telemetry::report_gauges(store.clone(), dispatcher.clone(), shutdown.clone())));
     tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
     tasks.push(tokio::spawn(crate::retention::run(
         store.clone(),

@@ -31,3 +31,23 @@ pub fn metrics_handle() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// Refreshes the gauges of `/metrics` every few seconds: queue depth, deliveries in flight,
+/// open circuits. Labels carry no ids or URLs.
+pub async fn report_gauges(
+    store: crate::store::Store,
+    dispatcher: crate::delivery::dispatcher::Dispatcher,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        if let Ok((queued, open)) = store.queue_figures().await {
+            metrics::gauge!("loft_queue_depth").set(queued as f64);
+            metrics::gauge!("loft_circuits_open").set(open as f64);
+        }
+        metrics::gauge!("loft_deliveries_in_flight").set(dispatcher.in_flight() as f64);
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}

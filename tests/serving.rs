@@ -62,6 +62,11 @@ async fn http_endpoints_answer(server: TestServer) {
     let metrics = get("/metrics").await.unwrap();
     assert_eq!(metrics.status(), 200);
     assert!(metrics.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = metrics.text().await.unwrap();
+    for series in ["loft_queue_depth", "loft_deliveries_in_flight", "loft_circuits_open"] {
+        assert!(text.contains(series), "{series} missing from /metrics");
+    }
+    assert!(!text.contains("dst_") && !text.contains("prj_"), "no ids in labels");
 }
 
 #[tokio::test]

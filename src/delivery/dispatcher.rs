@@ -286,6 +286,11 @@ impl Dispatcher {
         self.record(&due, Some((&request, &record, &target)), "", Some(verdict), true).await
     }
 
+    /// Attempts in flight on this node.
+    pub fn in_flight(&self) -> usize {
+        MAX_IN_FLIGHT - self.in_flight.available_permits()
+    }
+
     fn failed(&self) -> HealthChange {
         HealthChange::Failed { disable_after: self.disable_after }
     }

@@ -5,6 +5,16 @@ use crate::store::Store;
 use crate::timeutil::Micros;
 
 impl Store {
+    /// Deliveries waiting to be attempted (due or scheduled), and destinations with an open
+    /// circuit: gauges for `/metrics`.
+    pub async fn queue_figures(&self) -> Result<(i64, i64), StoreError> {
+        let queued: (i64,) = on_pool!(self.pool(), p => sqlx::query_as(
+            "SELECT COUNT(*) FROM deliveries WHERE next_attempt_time IS NOT NULL").fetch_one(p).await?);
+        let open: (i64,) = on_pool!(self.pool(), p => sqlx::query_as(
+            "SELECT COUNT(*) FROM destination_health WHERE circuit = 'OPEN'").fetch_one(p).await?);
+        Ok((queued.0, open.0))
+    }
+
     /// Deletes up to `limit` of a project's events received before `before`; their deliveries
     /// and attempts go with them (foreign keys). Returns how many events.
     pub async fn delete_events_before(&self, project: &str, before: Micros, limit: u32) -> Result<u64, StoreError> {
