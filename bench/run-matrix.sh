@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the DESIGN §12 matrix as short invocations of loft-bench (each under about a minute), RUNS
+# Runs the DESIGN §12 matrix as short invocations of loft-bench (one scenario each, under a minute), RUNS
 # times each, then prints and writes the medians (bench/results/median.json).
 #
 #   cargo build --release --bin loft && cargo build --release -p loft-bench
@@ -15,7 +15,7 @@ OUT=${OUT:-bench/results}
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-10s}
 BACKENDS=${BACKENDS:-sqlite postgres}
-GROUPS_=${GROUPS_:-ingest,e2e publish,unary latency,latency-publish}
+GROUPS_=${GROUPS_:-ingest e2e publish unary latency latency-publish}
 EXTRA=${EXTRA:-}
 
 wait_idle() {
@@ -35,12 +35,12 @@ for run in $(seq 1 "$RUNS"); do
   for backend in $BACKENDS; do
     for group in $GROUPS_; do
       f="$OUT/$backend-${group//,/+}-$run.json"
-      for attempt in 1 2 3; do
+      for attempt in 1 2 3 4 5; do
         wait_idle
         echo "run-matrix: run $run, $backend, $group" >&2
         # shellcheck disable=SC2086
         "$BENCH" --backend "$backend" --scenario "$group" --duration "$DURATION" --loft-bin "$LOFT" --json "$f" $EXTRA >/dev/null
-        # A build that started meanwhile skews the figures: measure again (at most twice more).
+        # A build that started meanwhile skews the figures: measure again (at most four times).
         if grep -q '"samples_with_build": 0' "$f"; then break; fi
         echo "run-matrix: a build ran during the measurement; again" >&2
       done

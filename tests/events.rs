@@ -14,6 +14,7 @@ on_both_backends!(
     publish_validation_stores_nothing,
     event_reads_filter_and_isolate,
     retention_deletes_what_is_past_it,
+    templates_render_against_stored_events,
 );
 
 struct Setup {
@@ -508,4 +509,20 @@ async fn retention_deletes_what_is_past_it(server: TestServer) {
         .expect("kept");
     let again = short.c.events.clone().publish_event(keyed()).await.unwrap().into_inner();
     assert!(!again.duplicate, "an expired idempotency key may be used again");
+}
+
+async fn templates_render_against_stored_events(server: TestServer) {
+    let s = setup(&server, false).await;
+    let e = publish(&s, "invoice.paid", serde_json::json!({"amount": 250})).await.event.unwrap();
+    let render = |event_id: &str| pb::RenderTemplateRequest {
+        template: Some(pb::render_template_request::Template::Body(
+            "{{ type }}:{{ body.amount }}:{{ event_id }}".into(),
+        )),
+        input: Some(pb::render_template_request::Input::EventId(event_id.into())),
+        ..Default::default()
+    };
+    let out = s.c.templates.clone().render_template(render(&e.id)).await.unwrap().into_inner();
+    assert_eq!(out.rendered, format!("invoice.paid:250:{}", e.id));
+    let other = setup(&server, false).await;
+    assert_error(other.c.templates.clone().render_template(render(&e.id)).await, Code::NotFound, "RESOURCE_NOT_FOUND");
 }

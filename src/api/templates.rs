@@ -13,11 +13,13 @@ use crate::domain::template::{TemplateSpec, parse_content_type};
 use crate::domain::{parse_description, parse_name};
 use crate::error::ApiError;
 use crate::ids::TemplateId;
+use crate::intake::{InboundRequest, parse_json};
 use crate::proto::template_service_server::TemplateService;
 use crate::proto::{self as pb, ErrorReason};
 use crate::routing::template::{Template, TemplateContext};
 use crate::store::{DocumentFilter, Stored};
 use crate::timeutil::to_timestamp;
+use std::collections::BTreeMap;
 
 pub struct Templates(pub Arc<AppState>);
 
@@ -153,27 +155,48 @@ impl TemplateService for Templates {
         };
         let template =
             Template::compile(&body).map_err(|e| ApiError::invalid("body", ErrorReason::InvalidTemplate, e))?;
-        let sample = match &r.input {
-            Some(Input::Sample(s)) => s,
-            Some(Input::EventId(_)) => {
-                return Err(Status::unimplemented(
-                    "rendering against a stored event arrives with the delivery engine; pass a sample",
-                ));
+        // The variables of a stored event, or of a sample.
+        let (event_type, source_id, headers, body_json, labels, event_id, receive_time) = match &r.input {
+            Some(Input::Sample(sample)) => (
+                sample.r#type.clone(),
+                String::new(),
+                BTreeMap::new(),
+                sample.json.as_ref().map(value_to_json).unwrap_or(serde_json::Value::Null),
+                BTreeMap::new(),
+                "evt_sample".to_owned(),
+                chrono::Utc::now().to_rfc3339(),
+            ),
+            Some(Input::EventId(id)) => {
+                let id: crate::ids::EventId = super::parse_id("event_id", id)?;
+                let e = self
+                    .0
+                    .store
+                    .get_event(&cx.project.to_string(), &id.to_string())
+                    .await
+                    .map_err(|e| ApiError::from_store(e, "event", id.to_string()))?;
+                let request: Option<InboundRequest> = e.request.as_deref().and_then(|r| serde_json::from_str(r).ok());
+                // First value of each header, as routing sees them.
+                let headers = request
+                    .map(|r| r.headers.into_iter().rev().map(|(n, v)| (n.to_ascii_lowercase(), v)).collect())
+                    .unwrap_or_default();
+                let labels = serde_json::from_str(&e.labels).unwrap_or_default();
+                let receive =
+                    chrono::DateTime::<chrono::Utc>::from(crate::timeutil::from_micros(e.receive_time)).to_rfc3339();
+                let body = parse_json(&e.content_type, &e.body).unwrap_or(serde_json::Value::Null);
+                (e.event_type, e.source_id.unwrap_or_default(), headers, body, labels, e.id, receive)
             }
             None => {
                 return Err(ApiError::invalid("input", ErrorReason::InvalidArgument, "set event_id or sample").into());
             }
         };
-        let body_json = sample.json.as_ref().map(value_to_json).unwrap_or(serde_json::Value::Null);
-        let (empty, now) = (Default::default(), chrono::Utc::now().to_rfc3339());
         let ctx = TemplateContext {
-            type_: &sample.r#type,
-            source_id: "",
-            headers: &empty,
+            type_: &event_type,
+            source_id: &source_id,
+            headers: &headers,
             body: &body_json,
-            labels: &empty,
-            event_id: "evt_sample",
-            receive_time: &now,
+            labels: &labels,
+            event_id: &event_id,
+            receive_time: &receive_time,
         };
         let rendered = template.render(&ctx).map_err(|e| ApiError::invalid("body", ErrorReason::InvalidTemplate, e))?;
         Ok(Response::new(pb::RenderTemplateResponse { rendered, content_type }))
