@@ -24,6 +24,7 @@ on_both_backends!(
     retry_and_cancel,
     replay_and_recover,
     test_destination_pings_now,
+    rate_limits_pace_without_dropping,
 );
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -565,6 +566,28 @@ async fn test_destination_pings_now(server: TestServer) {
     assert_eq!((dst.consecutive_failures, dst.state), (0, pb::DestinationState::Paused as i32));
     let bad = pb::TestDestinationRequest { event_type: "bad type".into(), ..test() };
     assert_error(s.c.destinations.clone().test_destination(bad).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+}
+
+async fn rate_limits_pace_without_dropping(server: TestServer) {
+    let receiver = Receiver::start(vec![]).await;
+    let s = setup(
+        &server,
+        pb::Destination {
+            url: receiver.url.clone(),
+            rate_limit: Some(pb::RateLimit { per_second: 5, burst: 1 }),
+            ..Default::default()
+        },
+    )
+    .await;
+    for _ in 0..8 {
+        publish(&s, "{}").await;
+    }
+    let got = receiver.wait_for(8, Duration::from_secs(20)).await;
+    let span = got.last().unwrap().at - got.first().unwrap().at;
+    // Eight requests at 5/s with a burst of 1: seven gaps of 200 ms, measured at the receiver.
+    assert!(span >= Duration::from_millis(1300), "8 requests in {span:?}: the rate limit was not respected");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 8, "excess waits, nothing is dropped or doubled");
 }
 
 mod breaker {

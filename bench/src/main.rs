@@ -166,6 +166,11 @@ pub struct Args {
     /// Worker threads of the baseline server's runtime (Loft's runtime has one per core).
     #[arg(long, default_value_t = 2)]
     pub baseline_threads: usize,
+    /// The key the scenarios call with: `admin` (the bootstrap ADMIN key, which must name the
+    /// project on every call) or `editor` (a project EDITOR key created by the harness, as a
+    /// service would hold).
+    #[arg(long, default_value = "admin", value_parser = ["admin", "editor"])]
+    pub key: String,
     /// Skip the baselines (figures then have no ratio).
     #[arg(long)]
     pub no_baseline: bool,

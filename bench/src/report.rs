@@ -132,6 +132,20 @@ pub fn merge_runs(runs: Vec<Vec<ScenarioResult>>) -> Vec<ScenarioResult> {
             by_key.entry(key).or_default().push(r);
         }
     }
+    // Baselines first, then SQLite, then PostgreSQL; scenarios in run order.
+    let backend_rank = |b: &str| match b {
+        "baseline" => 0,
+        "sqlite" => 1,
+        "postgres" => 2,
+        _ => 3,
+    };
+    let scenario_rank = |s: &str| {
+        ["unary", "publish", "ingest", "latency", "latency-publish", "e2e", "e2e-publish", "memory", "server"]
+            .iter()
+            .position(|x| *x == s)
+            .unwrap_or(usize::MAX)
+    };
+    order.sort_by_key(|(b, s)| (backend_rank(b), if b == "baseline" { 0 } else { scenario_rank(s) }));
     order
         .into_iter()
         .map(|key| {

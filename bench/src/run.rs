@@ -589,6 +589,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 args.max_in_flight,
                 args.body_bytes,
                 probe,
+                args.key == "editor",
             )
             .await
             .with_context(|| format!("setting up the fixture; loft log:\n{}", server.log_tail(20)))?;
@@ -615,7 +616,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     }
                 };
                 eprintln!("loft-bench: [{}/{}] baselines (bare hyper)", rep + 1, args.repeat);
-                let (b, rows) = baselines(&args, addr, &fixture, &auth, &runs).await?;
+                let (b, rows) = baselines(&args, addr, &fixture, &fixture.auth, &runs).await?;
                 base = b;
                 this_run.extend(rows);
             }
@@ -632,7 +633,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     backend,
                     server: &mut server,
                     fixture: &fixture,
-                    auth: auth.clone(),
+                    auth: fixture.auth.clone(),
                     channels,
                     receiver: receiver.clone(),
                     base: &base,
@@ -703,7 +704,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "rate": args.rate, "body_bytes": args.body_bytes, "repeat": args.repeat,
                 "grpc_channels": args.grpc_channels, "max_in_flight": args.max_in_flight,
                 "gen_threads": args.gen_threads, "receiver_threads": args.receiver_threads,
-                "baseline_threads": args.baseline_threads,
+                "baseline_threads": args.baseline_threads, "key": args.key,
                 "postgres": pg_settings,
             },
             "concurrent_builds": {

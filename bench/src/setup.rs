@@ -11,14 +11,16 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use loft::proto::api_key_service_client::ApiKeyServiceClient;
 use loft::proto::destination_service_client::DestinationServiceClient;
 use loft::proto::event_service_client::EventServiceClient;
 use loft::proto::project_service_client::ProjectServiceClient;
 use loft::proto::source_service_client::SourceServiceClient;
 use loft::proto::subscription_service_client::SubscriptionServiceClient;
 use loft::proto::{
-    CreateDestinationRequest, CreateProjectRequest, CreateSourceRequest, CreateSubscriptionRequest, Destination,
-    GetDestinationRequest, Project, PublishEventRequest, RawPayload, Source, Subscription, publish_event_request,
+    ApiKey, ApiKeyRole, CreateApiKeyRequest, CreateDestinationRequest, CreateProjectRequest, CreateSourceRequest,
+    CreateSubscriptionRequest, Destination, GetDestinationRequest, Project, PublishEventRequest, RawPayload, Source,
+    Subscription, publish_event_request,
 };
 use prost::Message;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -36,6 +38,8 @@ pub struct Fixture {
     pub destination_id: String,
     /// HTTP ingest: `Ok(answer body)` when `POST /in/{source}` stored an event, else why not.
     pub ingest: Result<Bytes, String>,
+    /// `authorization` for the scenarios: the admin key, or a project EDITOR key.
+    pub auth: MetadataValue<Ascii>,
     /// A real `PublishEventResponse` and `GetDestinationResponse`, encoded, for the baseline.
     pub publish_response: Bytes,
     pub get_destination_response: Bytes,
@@ -64,6 +68,7 @@ pub async fn create(
     max_in_flight: u32,
     body_bytes: usize,
     probe_run: u32,
+    editor_key: bool,
 ) -> anyhow::Result<Fixture> {
     let ch = channel(grpc).await.context("connecting to the gRPC listener")?;
     let project = ProjectServiceClient::new(ch.clone())
@@ -77,6 +82,29 @@ pub async fn create(
         .project
         .context("CreateProject returned no project")?;
     let project_id = project.id;
+
+    let scenario_auth: MetadataValue<Ascii> = if editor_key {
+        let secret = ApiKeyServiceClient::new(ch.clone())
+            .create_api_key(req(
+                auth,
+                CreateApiKeyRequest {
+                    api_key: Some(ApiKey {
+                        project_id: project_id.clone(),
+                        name: "loft-bench".into(),
+                        role: ApiKeyRole::Editor as i32,
+                        ..Default::default()
+                    }),
+                },
+            ))
+            .await
+            .context("CreateApiKey (EDITOR)")?
+            .into_inner()
+            .secret;
+        format!("Bearer {secret}").parse()?
+    } else {
+        auth.clone()
+    };
+    let auth = &scenario_auth;
 
     let mut sources = SourceServiceClient::new(ch.clone());
     let mut source_ids = Vec::new();
@@ -173,6 +201,7 @@ pub async fn create(
         e2e_source,
         destination_id,
         ingest,
+        auth: scenario_auth.clone(),
         publish_response,
         get_destination_response,
     })

@@ -77,6 +77,31 @@ struct Live {
     open_until: AtomicI64,
     /// After the cool-down, one attempt probes; the others wait for its outcome.
     probing: AtomicBool,
+    /// Token bucket of the destination's rate limit: tokens, and when last refilled.
+    bucket: Mutex<(f64, Instant)>,
+}
+
+impl Live {
+    /// Waits until the rate limit lets one more request go (excess waits, never drops). The
+    /// limit is per node (documented): each node paces its own attempts.
+    async fn pace(&self, limit: Option<crate::domain::RateLimit>) {
+        let Some(limit) = limit else { return };
+        loop {
+            let wait = {
+                let mut b = self.bucket.lock().expect("bucket poisoned");
+                let now = Instant::now();
+                let refill = now.duration_since(b.1).as_secs_f64() * f64::from(limit.per_second);
+                b.0 = (b.0 + refill).min(f64::from(limit.burst));
+                b.1 = now;
+                if b.0 >= 1.0 {
+                    b.0 -= 1.0;
+                    return;
+                }
+                Duration::from_secs_f64((1.0 - b.0) / f64::from(limit.per_second))
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -192,6 +217,7 @@ impl Dispatcher {
                 slots: Semaphore::new(spec.max_in_flight.max(1) as usize),
                 open_until: AtomicI64::new(0),
                 probing: AtomicBool::new(false),
+                bucket: Mutex::new((f64::from(spec.rate_limit.map_or(0, |r| r.burst)), Instant::now())),
             })
         });
         // The database has the last word on the circuit (another node may have opened it, a
@@ -258,7 +284,10 @@ impl Dispatcher {
         now: crate::timeutil::Micros,
     ) -> Result<(), StoreError> {
         let id = due.id.as_str();
-        // Waiting for a slot may have eaten into the lease: renew it for the whole attempt.
+        target.live.pace(target.spec.rate_limit).await;
+        let now = now_micros().max(now);
+        // Waiting for a slot or the rate limit may have eaten into the lease: renew it for the
+        // whole attempt.
         let needed = now + target.spec.timeout_ms as i64 * 1000 + LEASE_MARGIN.as_micros() as i64;
         if due.lease_until < needed && !self.store.extend_lease(id, due.lease_until, needed).await? {
             return Ok(()); // another node holds it now
