@@ -117,6 +117,11 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists,
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Reference,
+            // SQLite's "database is locked" (SQLITE_BUSY and its extended codes) outlasting the
+            // busy timeout: another writer holds the file. Retryable, like an outage.
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "5" || c == "517" || c == "261") => {
+                StoreError::Unavailable(e)
+            }
             // SQLite reports an `ON DELETE RESTRICT` refusal as SQLITE_CONSTRAINT_TRIGGER (1811),
             // which sqlx does not classify as a foreign key violation.
             sqlx::Error::Database(db) if db.code().as_deref() == Some("1811") => StoreError::Reference,
