@@ -190,7 +190,7 @@ async fn health_reports_each_service() {
 
 #[tokio::test]
 async fn cli_creates_keys_directly_in_the_database() {
-    let server = TestServer::start(Backend::Sqlite).await;
+    let mut server = TestServer::start(Backend::Sqlite).await;
     let admin = server.admin().await;
     let p = admin
         .projects
@@ -203,11 +203,14 @@ async fn cli_creates_keys_directly_in_the_database() {
         .into_inner()
         .project
         .unwrap();
+    // Recovery: the server is down while the key is written, then comes back with it.
+    server.running.take().unwrap().shutdown().await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_loft"))
         .args(["keys", "create", "--role", "viewer", "--project", &p.id, "--database-url", &server.database_url])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    server.running = Some(common::start_on_free_ports(server.config.clone()).await);
     let stdout = String::from_utf8(out.stdout).unwrap();
     let mut lines = stdout.lines();
     let (id, key) = (lines.next().unwrap(), lines.next().unwrap());

@@ -180,6 +180,7 @@ impl LoftServer {
             .env("LOFT_BOOTSTRAP_ADMIN_KEY", admin_key)
             .env_remove("LOFT_MASTER_KEY")
             .env_remove("LOFT_DATABASE_URL")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);

@@ -673,6 +673,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             this_run.push(mem);
             idle.push(json!({"backend": backend.name(), "repetition": rep, "idle_rss_bytes": idle_rss}));
             server.stop();
+            // What the server complained about under load belongs in the report.
+            let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+            let complaints: Vec<&str> = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+            if !complaints.is_empty() {
+                eprintln!(
+                    "loft-bench: the {} server logged {} warning/error line(s), e.g.:\n  {}",
+                    backend.name(),
+                    complaints.len(),
+                    complaints.iter().take(3).copied().collect::<Vec<_>>().join("\n  ")
+                );
+            }
+            if let Some(m) = this_run.iter_mut().rev().find(|r| r.scenario == "memory" && r.backend == backend.name()) {
+                m.details.push(json!({
+                    "server_log_warnings": complaints.len(),
+                    "server_log_sample": complaints.iter().take(10).collect::<Vec<_>>(),
+                }));
+            }
         }
         all_runs.push(this_run);
     }
