@@ -17,12 +17,12 @@ use crate::loft_proc::{Backend, LoftServer, Postgres};
 use crate::report::{Figure, ScenarioResult, Target, merge_runs, table};
 use crate::servers::{Canned, ReceiverStats, start_baseline, start_receiver};
 use crate::setup::{self, DELIVERED_TYPE, Fixture, PUBLISH_TYPE};
-use crate::util::{cpu_time, max_ms, mb, proc_status_bytes, q_ms, reset_peak_rss, tree_cpu_time};
+use crate::util::{cpu_time, machine_busy, max_ms, mb, proc_status_bytes, q_ms, reset_peak_rss, tree_cpu_time};
 use crate::{Args, Scenario};
 
 /// The bootstrap ADMIN key of every server the harness starts (`loft_` + 32 base62).
 const ADMIN_KEY: &str = "loft_LoftBench0123456789abcdefghijKLM";
-/// The master key for PostgreSQL (base64 of the bytes 1..=32); SQLite makes its own key file.
+/// The master key (base64 of the bytes 1..=32).
 const MASTER_KEY: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 
 /// A tokio runtime for a server in this process, shut down without blocking when dropped.
@@ -102,6 +102,7 @@ struct Usage {
     loft: Duration,
     harness: Duration,
     db: Duration,
+    machine: Duration,
 }
 
 fn usage(loft_pid: u32, postmaster: Option<u32>) -> Usage {
@@ -110,17 +111,33 @@ fn usage(loft_pid: u32, postmaster: Option<u32>) -> Usage {
         loft: cpu_time(&loft_pid.to_string()).unwrap_or_default(),
         harness: cpu_time("self").unwrap_or_default(),
         db: postmaster.map(tree_cpu_time).unwrap_or_default(),
+        machine: machine_busy(),
     }
 }
 
-/// Cores used between two instants: (Loft, harness, database).
-fn cores(a: Usage, b: Usage) -> (f64, f64, f64) {
+/// Cores used between two instants.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cores {
+    loft: f64,
+    harness: f64,
+    db: f64,
+    /// The machine's busy time minus the three above: other processes (builds, tests) — noise.
+    other: f64,
+}
+
+fn cores(a: Usage, b: Usage) -> Cores {
     let wall = (b.at - a.at).as_secs_f64().max(1e-9);
-    (
-        (b.loft.saturating_sub(a.loft)).as_secs_f64() / wall,
-        (b.harness.saturating_sub(a.harness)).as_secs_f64() / wall,
-        (b.db.saturating_sub(a.db)).as_secs_f64() / wall,
-    )
+    let per = |x: Duration, y: Duration| y.saturating_sub(x).as_secs_f64() / wall;
+    let (loft, harness, db) = (per(a.loft, b.loft), per(a.harness, b.harness), per(a.db, b.db));
+    let machine = per(a.machine, b.machine);
+    Cores { loft, harness, db, other: (machine - loft - harness - db).max(0.0) }
+}
+
+/// Worst "other" CPU seen in any measurement of this invocation (in hundredths of a core).
+static NOISE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn note_noise(c: &Cores) {
+    NOISE.fetch_max((c.other * 100.0).round() as u64, Ordering::Relaxed);
 }
 
 /// What the baselines measured in this repetition.
@@ -218,11 +235,13 @@ impl Ctx<'_> {
         } else {
             "since start (peak reset refused)"
         }));
-        r.figures.push(Figure::new("CPU loft", "cores", Some(m.cores.0)));
-        r.figures.push(Figure::new("CPU harness", "cores", Some(m.cores.1)).note("generator + receiver"));
+        r.figures.push(Figure::new("CPU loft", "cores", Some(m.cores.loft)));
+        r.figures.push(Figure::new("CPU harness", "cores", Some(m.cores.harness)).note("generator + receiver"));
         if !self.sqlite() {
-            r.figures.push(Figure::new("CPU postgres", "cores", Some(m.cores.2)));
+            r.figures.push(Figure::new("CPU postgres", "cores", Some(m.cores.db)));
         }
+        r.figures.push(Figure::new("CPU other", "cores", Some(m.cores.other)).note("other processes: noise"));
+        note_noise(&m.cores);
     }
 
     fn details(&self, run: u32, m: &Measured) -> serde_json::Value {
@@ -234,7 +253,7 @@ impl Ctx<'_> {
             "warmup_errors": m.stats.warmup_errors,
             "window_s": m.stats.window.as_secs_f64(),
             "delivered_in_window": m.delivered_in_window,
-            "cpu_cores": {"loft": m.cores.0, "harness": m.cores.1, "postgres": m.cores.2},
+            "cpu_cores": {"loft": m.cores.loft, "harness": m.cores.harness, "postgres": m.cores.db, "other": m.cores.other},
             "peak_rss_bytes": m.peak_rss,
             "latency_ms": latency_json(&m.stats.latency),
         })
@@ -251,7 +270,7 @@ fn latency_json(h: &hdrhistogram::Histogram<u64>) -> serde_json::Value {
 
 struct Measured {
     stats: LoadStats,
-    cores: (f64, f64, f64),
+    cores: Cores,
     delivered_in_window: u64,
     peak_rss: Option<u64>,
     peak_reset: bool,
@@ -401,13 +420,15 @@ async fn scenario(ctx: &mut Ctx<'_>, s: Scenario) -> anyhow::Result<ScenarioResu
 }
 
 /// A baseline result as a table row.
-fn baseline_row(name: &str, s: &LoadStats, harness_cores: f64) -> ScenarioResult {
+fn baseline_row(name: &str, s: &LoadStats, c: Cores) -> ScenarioResult {
+    note_noise(&c);
     let mut r = ScenarioResult::new("baseline", name);
     r.figures.push(Figure::new("answered/s", "/s", Some(s.rate())));
     r.figures.push(Figure::new("latency p50", "ms", q_ms(&s.latency, 0.5)));
     r.figures.push(Figure::new("latency p99", "ms", q_ms(&s.latency, 0.99)));
     r.figures.push(Figure::new("errors", "count", Some(s.error_count() as f64)));
-    r.figures.push(Figure::new("CPU harness", "cores", Some(harness_cores)).note("generator + bare server"));
+    r.figures.push(Figure::new("CPU harness", "cores", Some(c.harness)).note("generator + bare server"));
+    r.figures.push(Figure::new("CPU other", "cores", Some(c.other)).note("other processes: noise"));
     r.details.push(json!({
         "ok_in_window": s.ok, "errors": s.errors, "window_s": s.window.as_secs_f64(),
         "latency_ms": latency_json(&s.latency),
@@ -422,6 +443,7 @@ async fn baselines(
     fixture: &Fixture,
     auth: &MetadataValue<Ascii>,
     runs: &AtomicU32,
+    idle_loft: u32,
 ) -> anyhow::Result<(Baselines, Vec<ScenarioResult>)> {
     let sc = args.scenarios();
     let has = |s: Scenario| sc.contains(&s);
@@ -443,11 +465,11 @@ async fn baselines(
         let run = runs.fetch_add(1, Ordering::Relaxed);
         let load = tokio::spawn(closed_loop(target, Bodies::new(run, args.body_bytes), c, window));
         tokio::time::sleep_until(window.measure_from.into()).await;
-        let u0 = usage(std::process::id(), None);
+        let u0 = usage(idle_loft, None);
         tokio::time::sleep_until(window.end.into()).await;
-        let u1 = usage(std::process::id(), None);
+        let u1 = usage(idle_loft, None);
         let stats = load.await.context("baseline generator panicked")?;
-        anyhow::Ok((stats, cores(u0, u1).1))
+        anyhow::Ok((stats, cores(u0, u1)))
     };
     if has(Scenario::Ingest) || has(Scenario::E2e) {
         let (s, h) = closed(LoadTarget::Http { addr, path: format!("/in/{}", fixture.ingest_source) }).await?;
@@ -474,9 +496,9 @@ async fn baselines(
     let open_for = args.duration.min(Duration::from_secs(5));
     let open = async |target: LoadTarget| {
         let run = runs.fetch_add(1, Ordering::Relaxed);
-        let u0 = usage(std::process::id(), None);
+        let u0 = usage(idle_loft, None);
         let s = open_loop(target, Bodies::new(run, args.body_bytes), args.rate, open_for).await;
-        (s, cores(u0, usage(std::process::id(), None)).1)
+        (s, cores(u0, usage(idle_loft, None)))
     };
     if has(Scenario::Latency) {
         let (s, h) = open(LoadTarget::Http { addr, path: format!("/in/{}", fixture.ingest_source) }).await;
@@ -570,7 +592,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     .expect("postgres started")
                     .fresh_database(&format!("loft_bench_{}_{rep}", std::process::id()))?,
             };
-            let master = (backend == Backend::Postgres).then_some(MASTER_KEY);
+            // Given on SQLite too, so the server does not write (and warn about) a key file.
+            let master = Some(MASTER_KEY);
             let log = tmp.path().join(format!("loft-{}-{rep}.log", backend.name()));
             eprintln!("loft-bench: [{}/{}] starting loft serve on {}", rep + 1, args.repeat, backend.name());
             let mut server = LoftServer::start(&bin, &db_url, master, ADMIN_KEY, log).await?;
@@ -616,7 +639,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     }
                 };
                 eprintln!("loft-bench: [{}/{}] baselines (bare hyper)", rep + 1, args.repeat);
-                let (b, rows) = baselines(&args, addr, &fixture, &fixture.auth, &runs).await?;
+                let (b, rows) = baselines(&args, addr, &fixture, &fixture.auth, &runs, server.pid).await?;
                 base = b;
                 this_run.extend(rows);
             }
@@ -701,6 +724,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     sampler.abort();
     let builds_at_end = concurrent_builds();
     let (samples, with_build) = (build_samples.0.load(Ordering::Relaxed), build_samples.1.load(Ordering::Relaxed));
+    let noise = NOISE.load(Ordering::Relaxed) as f64 / 100.0;
+    if noise > 0.25 {
+        eprintln!(
+            "loft-bench: WARNING: other processes used up to {noise:.2} cores during a measurement; figures are skewed"
+        );
+    }
     if with_build > 0 {
         eprintln!(
             "loft-bench: WARNING: rustc/cargo ran during {with_build} of {samples} one-second samples; figures are skewed"
@@ -723,6 +752,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "gen_threads": args.gen_threads, "receiver_threads": args.receiver_threads,
                 "baseline_threads": args.baseline_threads, "key": args.key,
                 "postgres": pg_settings,
+            },
+            "noise": {
+                "max_other_cores": noise,
+                "quiet": with_build == 0 && noise <= 0.25,
             },
             "concurrent_builds": {
                 "at_start": builds_at_start, "at_end": builds_at_end,

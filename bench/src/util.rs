@@ -122,6 +122,19 @@ pub fn cpu_time(pid: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64((utime + stime) as f64 / clock_ticks()))
 }
 
+/// CPU time the whole machine spent busy (every state but idle and iowait), from `/proc/stat`.
+pub fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else { return Duration::ZERO };
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let f: Vec<u64> = line.split_whitespace().skip(1).take(8).filter_map(|x| x.parse().ok()).collect();
+    if f.len() < 8 {
+        return Duration::ZERO;
+    }
+    let busy = f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
+    Duration::from_secs_f64(busy as f64 / clock_ticks())
+}
+
 /// Parent pid of a process.
 pub fn parent_pid(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
