@@ -103,6 +103,9 @@ pub struct ServeConfig {
     /// than that answers CURSOR_EXPIRED.
     #[arg(long, env = "LOFT_FEED_RETENTION", default_value_t = 7 * 24 * 3600)]
     pub feed_retention: u64,
+    /// Seconds a quiet WatchEvents stream waits before sending a heartbeat with a fresh cursor.
+    #[arg(long, env = "LOFT_FEED_HEARTBEAT_INTERVAL", default_value_t = 15)]
+    pub feed_heartbeat_interval: u64,
     /// How often, in seconds, the retention job sweeps.
     #[arg(long, env = "LOFT_RETENTION_INTERVAL", default_value_t = 300)]
     pub retention_interval: u64,
@@ -130,7 +133,16 @@ impl std::fmt::Debug for ServeConfig {
 impl ServeConfig {
     /// Defaults suitable for tests: a database URL and loopback listeners on free ports.
     pub fn for_tests(database_url: &str) -> Self {
-        let cli = Cli::parse_from(["loft", "serve", "--database-url", database_url, "--dev"]);
+        // Heartbeats every second, so tests see them without waiting out the default.
+        let cli = Cli::parse_from([
+            "loft",
+            "serve",
+            "--database-url",
+            database_url,
+            "--dev",
+            "--feed-heartbeat-interval",
+            "1",
+        ]);
         match cli.command {
             Command::Serve(c) => c,
             _ => unreachable!(),

@@ -94,7 +94,7 @@ impl ApiError {
 }
 
 /// The proto message name of a resource kind, for `ResourceInfo.resource_type`.
-fn resource_type(kind: &str) -> String {
+pub fn resource_type(kind: &str) -> String {
     let name: String = kind.split(' ').map(|w| w[..1].to_ascii_uppercase() + &w[1..]).collect();
     format!("loft.v1.{name}")
 }

@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod delivery;
 pub mod domain;
 pub mod error;
+pub mod feed;
 pub mod http;
 pub mod ids;
 pub mod ingest;

@@ -21,6 +21,7 @@ use crate::crypto::Cipher;
 use crate::delivery::dispatcher::{Dispatcher, Wake};
 use crate::delivery::sender::Sender;
 use crate::domain::url_policy::UrlPolicy;
+use crate::feed::FeedHub;
 use crate::ids::ApiKeyId;
 use crate::ingest::Ingest;
 use crate::intake::Intake;
@@ -95,6 +96,8 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
         Dispatcher::new(store.clone(), sender, cipher.clone(), router.clone(), wake.clone(), disable_after);
     let intake = Intake::new(writer, router);
     let ingest = Ingest::new(store.clone(), cipher.clone(), intake.clone());
+    let shutdown = CancellationToken::new();
+    let feed = FeedHub::new(store.clone(), shutdown.clone());
     let state = Arc::new(AppState {
         store: store.clone(),
         auth: Authenticator::new(store.clone()),
@@ -104,11 +107,12 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
         max_body_bytes: config.max_body_bytes,
         intake,
         ingest: ingest.clone(),
-        wake,
+        wake: wake.clone(),
         dispatcher: dispatcher.clone(),
+        feed: feed.clone(),
+        heartbeat: Duration::from_secs(config.feed_heartbeat_interval.max(1)),
     });
 
-    let shutdown = CancellationToken::new();
     let grpc_addr = grpc.local_addr()?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let max_message = config.max_body_bytes as usize + GRPC_MESSAGE_SLACK;
@@ -161,6 +165,12 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
     tasks.push(tokio::spawn(watch_health(store.clone(), health_reporter, up, shutdown.clone())));
     tasks.push(tokio::spawn(crate::telemetry::report_gauges(store.clone(), dispatcher.clone(), shutdown.clone())));
     tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
+    tasks.push(tokio::spawn(feed.run()));
+    if store.backend() == Backend::Postgres {
+        // Other nodes' commits: their NOTIFY wakes this node's feed and dispatcher.
+        let (store, wake, stop) = (store.clone(), wake.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move { store.follow_other_nodes(|| wake.notify(), stop).await }));
+    }
     tasks.push(tokio::spawn(crate::retention::run(
         store.clone(),
         Duration::from_secs(config.retention_interval.max(1)),

@@ -4,64 +4,14 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::receiver::{Receiver, Reply};
-use common::{ADMIN_KEY, Backend, Clients, TEST_MASTER_KEY, fresh_database};
+use common::{ADMIN_KEY, Backend, ChildServer, Clients, fresh_database};
 use loft::proto as pb;
 
 on_both_backends!(kill_9_under_load_loses_nothing_acknowledged, random_failures_leave_nothing_stuck);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// `loft serve` as a real child process.
-struct Server {
-    child: Child,
-    grpc: String,
-}
-
-impl Server {
-    async fn spawn(database_url: &str, grpc_port: u16, http_port: u16) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_loft"))
-            .args(["serve", "--dev", "--database-url", database_url])
-            .args(["--grpc-addr", &format!("127.0.0.1:{grpc_port}"), "--http-addr", &format!("127.0.0.1:{http_port}")])
-            .env("LOFT_BOOTSTRAP_ADMIN_KEY", ADMIN_KEY)
-            .env("LOFT_MASTER_KEY", TEST_MASTER_KEY)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn loft serve");
-        let ready = format!("http://127.0.0.1:{http_port}/readyz");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) {
-            assert!(Instant::now() < deadline, "server did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self { child, grpc: format!("http://127.0.0.1:{grpc_port}") }
-    }
-
-    async fn clients(&self) -> Clients {
-        let channel = tonic::transport::Channel::from_shared(self.grpc.clone()).unwrap().connect().await.unwrap();
-        Clients::new(channel, ADMIN_KEY)
-    }
-
-    /// SIGKILL: no shutdown, no flush.
-    fn kill_9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn project_with_destination(c: &Clients, url: &str, retry: Option<pb::RetryPolicy>) -> String {
     let project = c
@@ -120,9 +70,8 @@ async fn kill_9_under_load_loses_nothing_acknowledged(server: common::TestServer
     drop(server);
     let (url, _dir) = fresh_database(backend).await;
     let receiver = Receiver::start(vec![]).await;
-    let (grpc, http) = (free_port(), free_port());
-    let first = Server::spawn(&url, grpc, http).await;
-    let c = first.clients().await;
+    let first = ChildServer::spawn(&url).await;
+    let c = first.clients(ADMIN_KEY).await;
     let project = project_with_destination(&c, &receiver.url, None).await;
 
     // Eight publishers run until the server dies under them; only OK answers count as acked.
@@ -150,8 +99,14 @@ async fn kill_9_under_load_loses_nothing_acknowledged(server: common::TestServer
     assert!(acked.len() > 50, "the load ran ({} acked)", acked.len());
 
     // Restarted on the same database, every acknowledged event is delivered.
-    let _second = Server::spawn(&url, free_port(), free_port()).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let _second = ChildServer::spawn(&url).await;
+    all_delivered(&receiver, &acked).await;
+}
+
+/// Waits until every acknowledged event reached the receiver; duplicates (at-least-once) only
+/// ever of the same webhook-id with the same body.
+async fn all_delivered(receiver: &Receiver, acked: &HashSet<String>) {
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let seen: HashSet<String> = receiver.received().iter().map(|r| r.header("webhook-id").to_owned()).collect();
         let missing = acked.difference(&seen).count();
@@ -161,12 +116,70 @@ async fn kill_9_under_load_loses_nothing_acknowledged(server: common::TestServer
         assert!(Instant::now() < deadline, "{missing} of {} acknowledged events never delivered", acked.len());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Duplicates are possible (at-least-once) but only ever of the same webhook-id and body.
     let mut bodies = std::collections::HashMap::new();
     for r in receiver.received() {
         let previous = bodies.insert(r.header("webhook-id").to_owned(), r.body.clone());
         assert!(previous.is_none_or(|b| b == r.body), "a duplicate carried another body");
     }
+}
+
+/// Two nodes on one PostgreSQL share the work; one is killed with deliveries leased and in
+/// flight. The survivor finishes them once their leases lapse: nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_nodes_one_killed_the_other_finishes() {
+    let (url, _dir) = fresh_database(Backend::Postgres).await;
+    // Slow answers keep deliveries in flight on both nodes when one dies.
+    let slow = Reply { status: 200, headers: vec![], delay: Duration::from_millis(1000) };
+    let receiver = Receiver::start(vec![slow; 100_000]).await;
+    let doomed = ChildServer::spawn(&url).await;
+    let survivor = ChildServer::spawn(&url).await;
+    let c = doomed.clients(ADMIN_KEY).await;
+    let project = project_with_destination(&c, &receiver.url, None).await;
+    // Raise the destination's concurrency so both nodes have many attempts in flight.
+    let dst = c
+        .destinations
+        .clone()
+        .list_destinations(pb::ListDestinationsRequest { project_id: project.clone(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .destinations
+        .remove(0);
+    c.destinations
+        .clone()
+        .update_destination(pb::UpdateDestinationRequest {
+            project_id: project.clone(),
+            destination: Some(pb::Destination { id: dst.id, max_in_flight: 32, ..Default::default() }),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["max_in_flight".into()] }),
+        })
+        .await
+        .unwrap();
+    const EVENTS: usize = 600;
+    let survivor_clients = survivor.clients(ADMIN_KEY).await;
+    let mut publishers = Vec::new();
+    for w in 0..8 {
+        // Half through each node.
+        let mut events = if w % 2 == 0 { c.events.clone() } else { survivor_clients.events.clone() };
+        let project = project.clone();
+        publishers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in (0..EVENTS).filter(|n| n % 8 == w) {
+                let r = events.publish_event(publish_request(&project, n)).await.unwrap();
+                ids.push(r.into_inner().event.unwrap().id);
+            }
+            ids
+        }));
+    }
+    let mut acked = HashSet::new();
+    for p in publishers {
+        acked.extend(p.await.unwrap());
+    }
+    // Both nodes are sending (each answer takes a second); kill one mid-flight.
+    receiver.wait_for(20, Duration::from_secs(30)).await;
+    doomed.kill_9();
+    let at_kill = receiver.received().len();
+    assert!(at_kill < EVENTS, "the load was still running when the node died ({at_kill} delivered)");
+    all_delivered(&receiver, &acked).await;
 }
 
 async fn random_failures_leave_nothing_stuck(server: common::TestServer) {

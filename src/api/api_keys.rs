@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::audit::{self, Change};
 use super::paging::Page;
 use super::{AppState, parse_id};
 use crate::auth::{Access, ApiKeySecret, Principal, Role};
@@ -52,6 +53,14 @@ impl ApiKeys {
         Ok((principal, confined))
     }
 
+    /// Records a change to a project's key in that project's feed (ADMIN keys belong to none).
+    /// The key's own statement has committed already; the record follows it.
+    async fn audit(&self, record: &ApiKeyRecord, change: Change<'_>, by: &Principal) -> ApiResult<()> {
+        let Some(project) = &record.project_id else { return Ok(()) };
+        let item = audit::activity("api key", &record.id, change, Some(&by.key_id));
+        audit::record_alone(&self.0.store, project, &[item]).await
+    }
+
     async fn get_record(&self, id: &str, confined: Option<&str>) -> ApiResult<ApiKeyRecord> {
         let id: ApiKeyId = parse_id("api_key_id", id)?;
         self.0
@@ -97,7 +106,7 @@ impl ApiKeyService for ApiKeys {
                 }
             },
         };
-        let project: Option<ProjectId> = if role == Role::Admin {
+        let (project, actor): (Option<ProjectId>, _) = if role == Role::Admin {
             let principal = self.0.auth.authenticate(req.metadata()).await?;
             principal.require(Access::Admin)?;
             if !input.project_id.is_empty() {
@@ -108,9 +117,10 @@ impl ApiKeyService for ApiKeys {
                 )
                 .into());
             }
-            None
+            (None, principal.key_id)
         } else {
-            Some(self.0.auth.scope(&req, &input.project_id, Access::Write).await?.project)
+            let scope = self.0.auth.scope(&req, &input.project_id, Access::Write).await?;
+            (Some(scope.project), scope.principal.key_id)
         };
         let secret = ApiKeySecret::generate();
         let id = ApiKeyId::generate().to_string();
@@ -129,6 +139,10 @@ impl ApiKeyService for ApiKeys {
             now,
         };
         store.insert_api_key(&mut tx, &new).await.map_err(ApiError::from)?;
+        if let Some(project) = &project {
+            let item = audit::activity("api key", &id, Change::Created, Some(&actor));
+            audit::record(store, &mut tx, project, &[item]).await?;
+        }
         tx.commit().await.map_err(ApiError::from)?;
         let record = store.get_api_key(&id, None).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::CreateApiKeyResponse {
@@ -170,7 +184,7 @@ impl ApiKeyService for ApiKeys {
         req: Request<pb::UpdateApiKeyRequest>,
     ) -> Result<Response<pb::UpdateApiKeyResponse>, Status> {
         let r = req.get_ref();
-        let (_, confined) = self.caller(&req, Access::Write).await?;
+        let (principal, confined) = self.caller(&req, Access::Write).await?;
         let input = r
             .api_key
             .as_ref()
@@ -199,6 +213,7 @@ impl ApiKeyService for ApiKeys {
             .rename_api_key(&record.id, confined.as_deref(), &name, now_micros())
             .await
             .map_err(ApiError::from)?;
+        self.audit(&record, Change::Updated(&["name"]), &principal).await?;
         let record = self.0.store.get_api_key(&record.id, None).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::UpdateApiKeyResponse { api_key: Some(key_proto(&record)) }))
     }
@@ -207,10 +222,11 @@ impl ApiKeyService for ApiKeys {
         &self,
         req: Request<pb::RevokeApiKeyRequest>,
     ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
-        let (_, confined) = self.caller(&req, Access::Write).await?;
+        let (principal, confined) = self.caller(&req, Access::Write).await?;
         let record = self.get_record(&req.get_ref().api_key_id, confined.as_deref()).await?;
         self.0.store.revoke_api_key(&record.id, confined.as_deref(), now_micros()).await.map_err(ApiError::from)?;
         self.0.auth.invalidate();
+        self.audit(&record, Change::Updated(&["revoke_time"]), &principal).await?;
         let record = self.0.store.get_api_key(&record.id, None).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::RevokeApiKeyResponse { api_key: Some(key_proto(&record)) }))
     }
@@ -219,10 +235,11 @@ impl ApiKeyService for ApiKeys {
         &self,
         req: Request<pb::DeleteApiKeyRequest>,
     ) -> Result<Response<pb::DeleteApiKeyResponse>, Status> {
-        let (_, confined) = self.caller(&req, Access::Write).await?;
+        let (principal, confined) = self.caller(&req, Access::Write).await?;
         let record = self.get_record(&req.get_ref().api_key_id, confined.as_deref()).await?;
         self.0.store.delete_api_key(&record.id, confined.as_deref()).await.map_err(ApiError::from)?;
         self.0.auth.invalidate();
+        self.audit(&record, Change::Deleted, &principal).await?;
         Ok(Response::new(pb::DeleteApiKeyResponse {}))
     }
 }

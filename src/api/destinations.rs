@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
+use super::audit::{self, Change};
 use super::convert::{parse_rate_limit, parse_retry_policy, rate_limit_proto, retry_policy_proto};
 use super::paging::Page;
 use super::resource::{self, Cx, Fields, Resource};
@@ -23,7 +24,7 @@ use crate::ids::DestinationId;
 use crate::proto::destination_service_server::DestinationService;
 use crate::proto::{self as pb, ErrorReason};
 use crate::signing::{DestinationKey, SignatureScheme};
-use crate::store::{DestinationHealth, DocumentFilter, Stored};
+use crate::store::{DestinationHealth, DocumentFilter, NewActivity, Stored};
 use crate::timeutil::{from_duration, now_micros, to_duration, to_timestamp};
 
 pub struct Destinations(pub Arc<AppState>);
@@ -300,6 +301,23 @@ impl Destinations {
         }
         store.set_destination_state(&mut tx, &id.to_string(), state, "", reset).await?;
         let health = store.destination_health_in(&mut tx, &id.to_string()).await?;
+        let actor = cx.principal.key_id.to_string();
+        let verb = if state == "PAUSED" { "paused" } else { "resumed" };
+        let changed = serde_json::json!({
+            "destination_id": id.to_string(), "state": health.state, "circuit": health.circuit,
+            "reason": format!("{verb} by {actor}"),
+        });
+        let items = [
+            audit::activity("destination", &id.to_string(), Change::Updated(&["state"]), Some(&cx.principal.key_id)),
+            NewActivity {
+                kind: "DESTINATION_STATE_CHANGED",
+                source_id: None,
+                destination_id: Some(id.to_string()),
+                event_type: None,
+                payload: serde_json::to_vec(&changed).expect("JSON of strings"),
+            },
+        ];
+        audit::record(store, &mut tx, &cx.project.to_string(), &items).await?;
         tx.commit().await?;
         Ok(destination_proto(&d, &health))
     }
@@ -464,6 +482,7 @@ impl DestinationService for Destinations {
         d.update_time = now;
         store.update_document(&mut tx, &d).await.map_err(ApiError::from)?;
         let health = store.destination_health_in(&mut tx, &id.to_string()).await.map_err(ApiError::from)?;
+        cx.audit(&mut tx, "destination", &id.to_string(), Change::Updated(&["secret"])).await?;
         tx.commit().await.map_err(ApiError::from)?;
         Ok(Response::new(pb::RotateDestinationSecretResponse {
             destination: Some(destination_proto(&d, &health)),

@@ -1,5 +1,4 @@
-//! `EventService`: publishing and reading events. Replay, recovery and the live feed arrive
-//! with the dispatcher and the feed; until then they answer `UNIMPLEMENTED`.
+//! `EventService`: publishing, reading and replaying events, and the live feed (`feed/`).
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -12,6 +11,7 @@ use super::paging::Page;
 use super::{AppState, Violations, parse_id};
 use crate::auth::Access;
 use crate::error::{ApiError, ApiResult};
+use crate::feed::WatchRequest;
 use crate::ids::{DeliveryId, DestinationId, EventId, SourceId};
 use crate::intake::{InboundRequest, Incoming, IntakeError, parse_json};
 use crate::proto::event_service_server::EventService;
@@ -28,10 +28,6 @@ const MAX_HOLD_MICROS: i64 = 30 * 24 * 3600 * 1_000_000;
 const IDEMPOTENCY_WINDOW_MICROS: i64 = 24 * 3600 * 1_000_000;
 const MAX_IDEMPOTENCY_KEY: usize = 256;
 const MAX_LABELS: usize = 32;
-
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!("{what} is not implemented yet"))
-}
 
 /// Checks a publish request and turns it into an event to accept.
 fn incoming(state: &AppState, project: crate::ids::ProjectId, r: &pb::PublishEventRequest) -> ApiResult<Incoming> {
@@ -152,7 +148,7 @@ fn status_of(c: &DeliveryCounts) -> pb::EventStatus {
     }
 }
 
-pub(super) fn event_proto(r: &EventRecord, counts: &DeliveryCounts, full: bool) -> pb::Event {
+pub(crate) fn event_proto(r: &EventRecord, counts: &DeliveryCounts, full: bool) -> pb::Event {
     let request: Option<InboundRequest> = r.request.as_deref().and_then(|j| serde_json::from_str(j).ok());
     let request = request.unwrap_or(InboundRequest {
         method: String::new(),
@@ -377,8 +373,12 @@ impl EventService for Events {
 
     async fn watch_events(
         &self,
-        _: Request<pb::WatchEventsRequest>,
+        req: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        Err(not_yet("WatchEvents"))
+        let r = req.get_ref();
+        let cx = self.0.cx(&req, &r.project_id, Access::Read).await?;
+        let watch = WatchRequest::parse(cx.project.to_string(), r)?;
+        let stream = crate::feed::watch(&self.0.feed, watch, self.0.heartbeat).await?;
+        Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -4,6 +4,7 @@
 //! its proto message maps to its domain spec.
 
 mod api_keys;
+mod audit;
 mod convert;
 mod deliveries;
 mod destinations;
@@ -38,6 +39,9 @@ use crate::proto::template_service_server::TemplateServiceServer;
 use crate::store::Store;
 use resource::Cx;
 
+pub(crate) use deliveries::{attempt_proto, delivery_proto};
+pub(crate) use events::event_proto;
+
 /// What every service needs.
 pub struct AppState {
     pub store: Store,
@@ -55,6 +59,10 @@ pub struct AppState {
     pub wake: Wake,
     /// For `TestDestination`'s synchronous attempt.
     pub dispatcher: Dispatcher,
+    /// The live feed of `WatchEvents`.
+    pub feed: crate::feed::FeedHub,
+    /// How long a quiet `WatchEvents` stream waits before sending a heartbeat.
+    pub heartbeat: std::time::Duration,
 }
 
 impl AppState {

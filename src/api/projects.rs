@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
+use super::audit::Change;
 use super::convert::{parse_retry_policy, retry_policy_proto};
 use super::paging::Page;
 use super::resource::{self, Cx, Fields};
@@ -102,6 +103,7 @@ impl ProjectService for Projects {
             .insert_project(&mut tx, id, &serde_json::to_string(&spec).map_err(ApiError::internal)?, now)
             .await
             .map_err(ApiError::from)?;
+        cx.audit(&mut tx, "project", &id.to_string(), Change::Created).await?;
         tx.commit().await.map_err(ApiError::from)?;
         Ok(Response::new(pb::CreateProjectResponse { project: Some(project_proto(id, &spec, now, now)) }))
     }
@@ -160,7 +162,10 @@ impl ProjectService for Projects {
             .await
             .map_err(|e| ApiError::from_store(e, "project", cx.project.to_string()))?;
         let (id, mut spec) = decode(&record)?;
+        let before = spec.clone();
         resource::apply_update(&cx, &mut spec, input, &paths)?;
+        let changed = resource::changed_paths(&cx, &before, input, &paths);
+        cx.audit(&mut tx, "project", &id.to_string(), Change::Updated(&changed)).await?;
         let now = now_micros();
         store
             .update_project(&mut tx, id, &serde_json::to_string(&spec).map_err(ApiError::internal)?, now)

@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use prost_types::FieldMask;
 
+use super::audit::{self, Change};
 use super::paging::Page;
 use super::{AppState, Violations};
 use crate::auth::Principal;
@@ -33,6 +34,12 @@ pub struct Cx<'a> {
 }
 
 impl Cx<'_> {
+    /// Records a change to `kind` `id` in the project's feed, inside `tx`.
+    pub async fn audit(&self, tx: &mut Tx, kind: &str, id: &str, change: Change<'_>) -> ApiResult<()> {
+        let item = audit::activity(kind, id, change, Some(&self.principal.key_id));
+        audit::record(&self.state.store, tx, &self.project.to_string(), &[item]).await
+    }
+
     /// After a change to what routes events (subscriptions, templates, the catalog, project
     /// settings): this node's routing table is rebuilt on next use.
     pub fn routing_changed(&self) {
@@ -129,6 +136,7 @@ pub async fn insert<R: Resource>(cx: &Cx<'_>, id: R::Id, spec: R) -> ApiResult<S
     let mut tx = store.begin().await?;
     doc.spec.check_references(cx, &mut tx).await?;
     store.insert_document(&mut tx, &doc).await.map_err(|e| ApiError::from_store(e, R::KIND, doc.id.to_string()))?;
+    cx.audit(&mut tx, R::KIND, &doc.id.to_string(), Change::Created).await?;
     tx.commit().await?;
     cx.routing_changed();
     Ok(doc)
@@ -172,6 +180,7 @@ where
         .delete_document::<R>(&mut tx, cx.project, &id)
         .await
         .map_err(|e| ApiError::from_store(e, R::KIND, id.to_string()))?;
+    cx.audit(&mut tx, R::KIND, &id.to_string(), Change::Deleted).await?;
     tx.commit().await?;
     cx.routing_changed();
     Ok(())
@@ -196,13 +205,34 @@ where
         .get_document_in::<R>(&mut tx, cx.project, &id)
         .await
         .map_err(|e| ApiError::from_store(e, R::KIND, id.to_string()))?;
+    let before = doc.spec.clone();
     apply_update(cx, &mut doc.spec, input, &paths)?;
     doc.spec.check_references(cx, &mut tx).await?;
     doc.update_time = now_micros();
     store.update_document(&mut tx, &doc).await.map_err(|e| ApiError::from_store(e, R::KIND, id.to_string()))?;
+    let changed = changed_paths(cx, &before, input, &paths);
+    cx.audit(&mut tx, R::KIND, &id.to_string(), Change::Updated(&changed)).await?;
     tx.commit().await?;
     cx.routing_changed();
     Ok(doc)
+}
+
+/// Which of the applied `paths` changed the stored spec `before`.
+pub fn changed_paths<F: Fields>(
+    cx: &Cx<'_>,
+    before: &F,
+    input: &F::Proto,
+    paths: &[&'static str],
+) -> Vec<&'static str> {
+    paths
+        .iter()
+        .copied()
+        .filter(|path| {
+            let mut probe = before.clone();
+            probe.apply(input, path, cx, &mut Violations::default());
+            probe != *before
+        })
+        .collect()
 }
 
 /// The paths an update applies: the mask's, each checked against `R::PATHS`; or, with no mask,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
+use super::audit::Change;
 use super::convert::{json_to_struct, parse_rate_limit, rate_limit_proto, struct_to_json};
 use super::paging::Page;
 use super::resource::{self, Cx, Fields, Resource};
@@ -436,6 +437,7 @@ impl SourceService for Sources {
         *d.spec.auth.secret_mut().expect("checked: has a secret") = SealedSecret::seal(&self.0.cipher, &generated);
         d.update_time = now_micros();
         store.update_document(&mut tx, &d).await.map_err(ApiError::from)?;
+        cx.audit(&mut tx, "source", &id.to_string(), Change::Updated(&["secret"])).await?;
         tx.commit().await.map_err(ApiError::from)?;
         Ok(Response::new(pb::RotateSourceSecretResponse { source: Some(source_proto(&d, &self.0)), secret: generated }))
     }

@@ -436,7 +436,7 @@ impl Dispatcher {
         };
         let item = |kind: &'static str, payload: serde_json::Value| NewActivity {
             kind,
-            source_id: None,
+            source_id: due.event_source_id.clone(),
             destination_id: Some(due.destination_id.clone()),
             event_type: Some(due.event_type.clone()),
             payload: serde_json::to_vec(&payload).expect("JSON of strings"),
@@ -448,10 +448,14 @@ impl Dispatcher {
             _ => {}
         }
         if let HealthChange::Disable(reason) = &health {
-            activities.push(item(
+            // About the destination, not about this event.
+            let only_destination = |a: NewActivity| NewActivity { source_id: None, event_type: None, ..a };
+            activities.push(only_destination(item(
                 "DESTINATION_STATE_CHANGED",
-                serde_json::json!({ "destination_id": due.destination_id, "state": "DISABLED", "reason": reason }),
-            ));
+                serde_json::json!({
+                    "destination_id": due.destination_id, "state": "DISABLED", "circuit": "OPEN", "reason": reason,
+                }),
+            )));
         }
         let outcome = if state == "SUCCEEDED" { "success" } else { "failure" };
         metrics::counter!("loft_attempts_total", "outcome" => outcome).increment(1);

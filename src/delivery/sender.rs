@@ -501,7 +501,7 @@ struct OnlyForbiddenAddresses(ForbiddenAddress);
 /// reqwest is built without a bundled crypto provider (`rustls-no-provider`), which keeps
 /// aws-lc's C build out of the crate; ring is installed as the process default unless
 /// something else installed one first.
-fn install_crypto_provider() {
+pub fn install_crypto_provider() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         if rustls::crypto::CryptoProvider::get_default().is_none() {

@@ -1,6 +1,20 @@
 //! The few statements whose SQL differs between SQLite and PostgreSQL.
 
-use super::Backend;
+use super::{Backend, StoreError, Tx, TxConn};
+
+/// The PostgreSQL channel on which nodes tell each other that the feed grew and deliveries may
+/// have come due.
+pub const WAKE_CHANNEL: &str = "loft_wake";
+
+/// Tells the other nodes, when `tx` commits, that there is new work: `NOTIFY` is transactional,
+/// so they hear it only once the rows are visible (and never for a rollback); PostgreSQL folds
+/// identical notifications of one transaction into one. SQLite has no other nodes.
+pub async fn notify_nodes(tx: &mut Tx) -> Result<(), StoreError> {
+    if let TxConn::Postgres(c) = &mut tx.conn {
+        sqlx::query("SELECT pg_notify($1, '')").bind(WAKE_CHANNEL).execute(&mut **c).await?;
+    }
+    Ok(())
+}
 
 /// Leases up to `$3` due deliveries until `$1`, given the time `$2`; returns their ids.
 ///

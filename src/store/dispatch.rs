@@ -21,6 +21,7 @@ pub struct DueDelivery {
     pub content_type: Option<String>,
     pub forward_headers: bool,
     pub event_type: String,
+    pub event_source_id: Option<String>,
     pub event_body: Vec<u8>,
     pub event_content_type: String,
     pub event_request: Option<String>,
@@ -159,7 +160,7 @@ impl Store {
     pub async fn delivery_with_event(&self, id: &str, leased: bool) -> Result<DueDelivery, StoreError> {
         const SQL: &str = "SELECT d.id, d.project_id, d.event_id, d.subscription_id, d.destination_id, d.attempt_count, \
              COALESCE(d.lease_until, 0) AS lease_until, d.body, d.content_type, d.forward_headers, e.type AS event_type, \
-             e.body AS event_body, e.content_type AS event_content_type, e.request AS event_request, e.receive_time \
+             e.source_id AS event_source_id, e.body AS event_body, e.content_type AS event_content_type, e.request AS event_request, e.receive_time \
              FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1 AND (d.lease_until IS NOT NULL OR NOT $2)";
         let row: Option<DueDelivery> =
             on_pool!(self.pool(), p => sqlx::query_as(SQL).bind(id).bind(leased).fetch_optional(p).await?);

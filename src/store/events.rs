@@ -207,7 +207,7 @@ impl Store {
     }
 
     /// Appends activity of one project to the feed, inside `tx`.
-    pub(super) async fn append_feed(
+    pub async fn append_feed(
         &self,
         tx: &mut Tx,
         project: &str,
@@ -239,6 +239,10 @@ impl Store {
         let last: (i64,) = on_tx!(tx, c => sqlx::query_as(
             "UPDATE feed_sequence SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq")
             .bind(n).fetch_one(c).await?);
+        if tx.feed.is_none() {
+            super::dialect::notify_nodes(tx).await?;
+            tx.feed = Some(self.feed.clone());
+        }
         Ok(last.0 - n + 1)
     }
 

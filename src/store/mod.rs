@@ -12,6 +12,7 @@ mod dialect;
 mod dispatch;
 mod documents;
 mod events;
+mod feed;
 mod projects;
 mod retention;
 mod writer;
@@ -32,6 +33,7 @@ pub use documents::{Document, DocumentFilter, References, Stored, Table};
 pub use events::{
     DeliveryCounts, EventFilter, EventRecord, EventWrite, NewActivity, NewDelivery, NewEvent, WriteOutcome,
 };
+pub use feed::{FeedRow, FeedSignal};
 pub use projects::ProjectRecord;
 pub use writer::GroupWriter;
 
@@ -47,12 +49,12 @@ macro_rules! on_pool {
 /// Runs `$body` with `$c` bound to the open transaction's connection, once per backend.
 macro_rules! on_tx {
     ($tx:expr, $c:ident => $body:expr) => {
-        match $tx {
-            $crate::store::Tx::Sqlite(t) => {
+        match &mut ($tx).conn {
+            $crate::store::TxConn::Sqlite(t) => {
                 let $c = &mut **t;
                 $body
             }
-            $crate::store::Tx::Postgres(t) => {
+            $crate::store::TxConn::Postgres(t) => {
                 let $c = &mut **t;
                 $body
             }
@@ -68,16 +70,26 @@ pub enum Pool {
 }
 
 /// An open write transaction.
-pub enum Tx {
+pub struct Tx {
+    conn: TxConn,
+    /// Set once the transaction appended to the feed: its commit wakes this node's feed.
+    feed: Option<FeedSignal>,
+}
+
+pub enum TxConn {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
 impl Tx {
     pub async fn commit(self) -> Result<(), StoreError> {
-        match self {
-            Tx::Sqlite(t) => t.commit().await?,
-            Tx::Postgres(t) => t.commit().await?,
+        match self.conn {
+            TxConn::Sqlite(t) => t.commit().await?,
+            TxConn::Postgres(t) => t.commit().await?,
+        }
+        // After the commit, never before: a reader woken earlier could miss the rows.
+        if let Some(signal) = self.feed {
+            signal.notify();
         }
         Ok(())
     }
@@ -149,6 +161,7 @@ impl From<serde_json::Error> for StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    feed: FeedSignal,
 }
 
 impl Store {
@@ -184,7 +197,7 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        Ok(Self { pool })
+        Ok(Self { pool, feed: FeedSignal::default() })
     }
 
     pub fn backend(&self) -> Backend {
@@ -216,10 +229,11 @@ impl Store {
     /// Starts a write transaction. On SQLite it takes the write lock up front (`BEGIN
     /// IMMEDIATE`), so two writers never deadlock upgrading read locks.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(match &self.pool {
-            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
-        })
+        let conn = match &self.pool {
+            Pool::Sqlite(p) => TxConn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(p) => TxConn::Postgres(p.begin().await?),
+        };
+        Ok(Tx { conn, feed: None })
     }
 
     pub async fn close(&self) {

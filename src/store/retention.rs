@@ -23,10 +23,12 @@ impl Store {
             .bind(project).bind(before).bind(i64::from(limit)).execute(p).await?.rows_affected()))
     }
 
-    /// Deletes up to `limit` feed items older than `before`.
+    /// Deletes up to `limit` feed items older than `before`, from the front of the log only:
+    /// a watcher's cursor is expired exactly when it lies before the oldest item kept.
     pub async fn delete_feed_before(&self, before: Micros, limit: u32) -> Result<u64, StoreError> {
         Ok(on_pool!(self.pool(), p => sqlx::query(
-            "DELETE FROM feed WHERE seq IN (SELECT seq FROM feed WHERE time < $1 ORDER BY seq LIMIT $2)")
+            "DELETE FROM feed WHERE seq IN (SELECT seq FROM feed WHERE seq < \
+             (SELECT COALESCE(MIN(seq), 9223372036854775807) FROM feed WHERE time >= $1) ORDER BY seq LIMIT $2)")
             .bind(before).bind(i64::from(limit)).execute(p).await?.rows_affected()))
     }
 

@@ -253,3 +253,69 @@ pub fn violation_fields(status: &Status) -> Vec<String> {
         .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
         .unwrap_or_default()
 }
+
+/// `loft serve` as a real child process (for `kill -9` and for measuring its memory).
+pub struct ChildServer {
+    child: std::process::Child,
+    pub grpc: String,
+    pub http: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl ChildServer {
+    /// Starts on free ports and waits until it is ready.
+    pub async fn spawn(database_url: &str) -> Self {
+        // The readiness probe below uses reqwest, which needs rustls' provider.
+        loft::delivery::sender::install_crypto_provider();
+        let (grpc_port, http_port) = (free_port(), free_port());
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_loft"))
+            .args(["serve", "--dev", "--database-url", database_url])
+            .args(["--grpc-addr", &format!("127.0.0.1:{grpc_port}"), "--http-addr", &format!("127.0.0.1:{http_port}")])
+            .env("LOFT_BOOTSTRAP_ADMIN_KEY", ADMIN_KEY)
+            .env("LOFT_MASTER_KEY", TEST_MASTER_KEY)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn loft serve");
+        let http = format!("http://127.0.0.1:{http_port}");
+        let ready = format!("{http}/readyz");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) {
+            assert!(std::time::Instant::now() < deadline, "server did not become ready");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Self { child, grpc: format!("http://127.0.0.1:{grpc_port}"), http }
+    }
+
+    pub async fn clients(&self, key: &str) -> Clients {
+        let channel = Channel::from_shared(self.grpc.clone()).unwrap().connect().await.unwrap();
+        Clients::new(channel, key)
+    }
+
+    /// Resident memory of the process, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS");
+        kib * 1024
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
