@@ -6,6 +6,13 @@
 //! of a crashed node whose lease expired, deliveries held until `deliver_time`). A claim leases
 //! the delivery; the lease covers the whole attempt, so another node never sends it at the same
 //! time, and a node that dies mid-attempt leaves a lease that simply expires.
+//!
+//! Claims are fair: each takes the head of every ORDERED destination that has nothing in flight,
+//! and from every other destination at most what this node can start soon (its free
+//! `max_in_flight` slots, and the rate-limit tokens it will have within [`PACE_HORIZON`]),
+//! round-robin across destinations (see `store::dialect`). One destination's backlog, slow
+//! receiver or rate limit thus never fills the node, and nothing claimed waits out its lease in
+//! memory. A finished attempt wakes the claim loop, so freed slots are refilled at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -41,6 +48,12 @@ const LEASE_MARGIN: Duration = Duration::from_secs(10);
 const MAX_IN_FLIGHT: usize = 512;
 /// Deliveries claimed per query.
 const CLAIM_BATCH: u32 = 256;
+/// How many deliveries a claim may take of a destination whose settings this node has not
+/// loaded yet; its first attempt loads them, and later claims follow them.
+const UNKNOWN_CAP: u32 = 8;
+/// A claim takes no more of a rate-limited destination than its tokens allow within this
+/// horizon, well inside [`LEASE`].
+const PACE_HORIZON: Duration = Duration::from_secs(5);
 /// How often to look for deliveries that came due without a wake-up.
 const POLL: Duration = Duration::from_millis(500);
 /// How long a destination's settings are cached.
@@ -82,6 +95,13 @@ struct Live {
 }
 
 impl Live {
+    /// Tokens in the bucket now, without taking one.
+    fn tokens(&self, limit: crate::domain::RateLimit) -> f64 {
+        let b = self.bucket.lock().expect("bucket poisoned");
+        let refill = b.1.elapsed().as_secs_f64() * f64::from(limit.per_second);
+        (b.0 + refill).min(f64::from(limit.burst))
+    }
+
     /// Waits until the rate limit lets one more request go (excess waits, never drops). The
     /// limit is per node (documented): each node paces its own attempts.
     async fn pace(&self, limit: Option<crate::domain::RateLimit>) {
@@ -104,6 +124,57 @@ impl Live {
     }
 }
 
+/// What this node has claimed of one destination and not finished.
+#[derive(Default)]
+struct Backlog {
+    claimed: u32,
+    /// Of those, still waiting for a rate-limit token.
+    unpaced: u32,
+}
+
+type Backlogs = Arc<Mutex<HashMap<String, Backlog>>>;
+
+/// One claimed delivery, counted in its destination's [`Backlog`] until dropped.
+struct ClaimGuard {
+    backlogs: Backlogs,
+    destination: String,
+    paced: bool,
+}
+
+impl ClaimGuard {
+    fn new(backlogs: &Backlogs, destination: &str) -> Self {
+        let mut all = backlogs.lock().expect("backlogs poisoned");
+        let b = all.entry(destination.to_owned()).or_default();
+        b.claimed += 1;
+        b.unpaced += 1;
+        Self { backlogs: backlogs.clone(), destination: destination.to_owned(), paced: false }
+    }
+
+    /// The delivery got its rate-limit token.
+    fn paced(&mut self) {
+        if !std::mem::replace(&mut self.paced, true)
+            && let Some(b) = self.backlogs.lock().expect("backlogs poisoned").get_mut(&self.destination)
+        {
+            b.unpaced = b.unpaced.saturating_sub(1);
+        }
+    }
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        let mut all = self.backlogs.lock().expect("backlogs poisoned");
+        if let Some(b) = all.get_mut(&self.destination) {
+            b.claimed = b.claimed.saturating_sub(1);
+            if !self.paced {
+                b.unpaced = b.unpaced.saturating_sub(1);
+            }
+            if b.claimed == 0 {
+                all.remove(&self.destination);
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Dispatcher {
     store: Store,
@@ -113,6 +184,7 @@ pub struct Dispatcher {
     wake: Wake,
     in_flight: Arc<Semaphore>,
     targets: Arc<Mutex<HashMap<String, Arc<Target>>>>,
+    backlogs: Backlogs,
     /// A destination failing continuously this long is disabled.
     disable_after: Duration,
 }
@@ -135,6 +207,7 @@ impl Dispatcher {
             wake,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             targets: Arc::default(),
+            backlogs: Arc::default(),
         }
     }
 
@@ -149,8 +222,9 @@ impl Dispatcher {
                 Vec::new()
             } else {
                 let now = now_micros();
-                match self.store.claim_due(now, now + LEASE.as_micros() as i64, room).await {
-                    Ok(ids) => ids,
+                let caps = self.caps();
+                match self.store.claim_due(now, now + LEASE.as_micros() as i64, room, &caps, UNKNOWN_CAP).await {
+                    Ok(claimed) => claimed,
                     Err(e) => {
                         tracing::warn!(error = %e, "claiming due deliveries failed");
                         Vec::new()
@@ -158,12 +232,15 @@ impl Dispatcher {
                 }
             };
             let full = claimed.len() as u32 == room && room > 0;
-            for id in claimed {
+            for claim in claimed {
+                let guard = ClaimGuard::new(&self.backlogs, &claim.destination_id);
                 let permit = self.in_flight.clone().acquire_owned().await.expect("semaphore never closed");
                 let this = self.clone();
                 tokio::spawn(async move {
-                    this.attempt(&id).await;
+                    this.attempt(&claim.id, guard).await;
                     drop(permit);
+                    // A slot is free (for an ORDERED destination: the next may go).
+                    this.wake.notify();
                 });
             }
             if full {
@@ -177,6 +254,31 @@ impl Dispatcher {
         }
         // Let attempts in flight finish and be recorded (their leases cover them otherwise).
         let _ = tokio::time::timeout(Duration::from_secs(10), self.in_flight.acquire_many(MAX_IN_FLIGHT as u32)).await;
+    }
+
+    /// How many more deliveries each destination this node knows of may claim now: free
+    /// `max_in_flight` slots, and for a rate limit the tokens due within [`PACE_HORIZON`] that
+    /// claimed deliveries do not already wait for. ORDERED destinations are claimed head by
+    /// head, whatever their cap.
+    fn caps(&self) -> Vec<(String, u32)> {
+        let backlogs = self.backlogs.lock().expect("backlogs poisoned");
+        let targets = self.targets.lock().expect("targets poisoned");
+        let mut caps = Vec::with_capacity(targets.len() + backlogs.len());
+        for (destination, t) in targets.iter() {
+            let (claimed, unpaced) = backlogs.get(destination).map_or((0, 0), |b| (b.claimed, b.unpaced));
+            let mut cap = t.spec.max_in_flight.max(1).saturating_sub(claimed);
+            if let Some(limit) = t.spec.rate_limit {
+                let soon = t.live.tokens(limit) + f64::from(limit.per_second) * PACE_HORIZON.as_secs_f64();
+                cap = cap.min((soon.floor() as u32).saturating_sub(unpaced));
+            }
+            caps.push((destination.clone(), cap));
+        }
+        for (destination, b) in backlogs.iter() {
+            if !targets.contains_key(destination) {
+                caps.push((destination.clone(), UNKNOWN_CAP.saturating_sub(b.claimed)));
+            }
+        }
+        caps
     }
 
     async fn target(&self, project: &str, destination: &str) -> Result<Option<Arc<Target>>, StoreError> {
@@ -232,13 +334,13 @@ impl Dispatcher {
 
     /// One attempt of one claimed delivery, recorded. Errors are logged: the lease then
     /// expires and the delivery is attempted again, so nothing is lost.
-    async fn attempt(&self, id: &str) {
-        if let Err(e) = self.try_attempt(id).await {
+    async fn attempt(&self, id: &str, mut guard: ClaimGuard) {
+        if let Err(e) = self.try_attempt(id, &mut guard).await {
             tracing::warn!(delivery = id, error = %e, "attempt not recorded; it will be retried when its lease expires");
         }
     }
 
-    async fn try_attempt(&self, id: &str) -> Result<(), StoreError> {
+    async fn try_attempt(&self, id: &str, guard: &mut ClaimGuard) -> Result<(), StoreError> {
         let due = match self.store.due_delivery(id).await {
             Ok(d) => d,
             Err(StoreError::NotFound) => return Ok(()),
@@ -270,7 +372,7 @@ impl Dispatcher {
                 return Ok(());
             }
         }
-        let outcome = self.send_and_record(&due, &target, now).await;
+        let outcome = self.send_and_record(&due, &target, now, guard).await;
         if probe {
             target.live.probing.store(false, Ordering::Release);
         }
@@ -282,9 +384,11 @@ impl Dispatcher {
         due: &DueDelivery,
         target: &Target,
         now: crate::timeutil::Micros,
+        guard: &mut ClaimGuard,
     ) -> Result<(), StoreError> {
         let id = due.id.as_str();
         target.live.pace(target.spec.rate_limit).await;
+        guard.paced();
         let now = now_micros().max(now);
         // Waiting for a slot or the rate limit may have eaten into the lease: renew it for the
         // whole attempt.

@@ -6,6 +6,13 @@ use crate::domain::breaker;
 use crate::store::Store;
 use crate::timeutil::Micros;
 
+/// A delivery leased by a claim.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Claimed {
+    pub id: String,
+    pub destination_id: String,
+}
+
 /// A claimed delivery with its event: everything needed to build the request.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DueDelivery {
@@ -132,23 +139,71 @@ macro_rules! select_attempts {
 }
 
 impl Store {
-    /// Leases up to `limit` due deliveries until `lease_until`; returns their ids.
-    pub async fn claim_due(&self, now: Micros, lease_until: Micros, limit: u32) -> Result<Vec<String>, StoreError> {
-        let sql = dialect::claim_due(self.backend());
-        let rows: Vec<(String,)> = match self.pool() {
+    /// Leases due deliveries until `lease_until`, at most `limit`: the head of each ORDERED
+    /// destination with nothing in flight, then UNORDERED destinations' deliveries round-robin,
+    /// each destination up to its cap (`caps`, else `default_cap`). See [`dialect`].
+    pub async fn claim_due(
+        &self,
+        now: Micros,
+        lease_until: Micros,
+        limit: u32,
+        caps: &[(String, u32)],
+        default_cap: u32,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let backend = self.backend();
+        let caps_json = serde_json::Value::Object(caps.iter().map(|(d, n)| (d.clone(), (*n).into())).collect());
+        let caps_json = caps_json.to_string();
+        let per_destination = caps.iter().map(|c| c.1).chain([default_cap]).max().unwrap_or(0).min(limit);
+        let unordered = dialect::claim_unordered(backend);
+        let ordered = dialect::claim_ordered(backend);
+        let mut claimed: Vec<Claimed>;
+        match self.pool() {
             super::Pool::Sqlite(p) => {
-                // A write: take the lock up front like every other SQLite writer.
+                // A write: take the lock up front like every other SQLite writer; it also makes
+                // the claim exclusive.
                 let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-                let rows =
-                    sqlx::query_as(sql).bind(lease_until).bind(now).bind(i64::from(limit)).fetch_all(&mut *tx).await?;
+                claimed = sqlx::query_as(ordered).bind(lease_until).bind(now).fetch_all(&mut *tx).await?;
+                let room = limit.saturating_sub(claimed.len() as u32);
+                if room > 0 {
+                    let more: Vec<Claimed> = sqlx::query_as(unordered)
+                        .bind(lease_until)
+                        .bind(now)
+                        .bind(i64::from(room))
+                        .bind(&caps_json)
+                        .bind(i64::from(default_cap))
+                        .bind(i64::from(per_destination))
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    claimed.extend(more);
+                }
                 tx.commit().await?;
-                rows
             }
             super::Pool::Postgres(p) => {
-                sqlx::query_as(sql).bind(lease_until).bind(now).bind(i64::from(limit)).fetch_all(p).await?
+                let mut tx = p.begin().await?;
+                let locked: Vec<(String,)> = sqlx::query_as(dialect::LOCK_ORDERED).fetch_all(&mut *tx).await?;
+                let locked: Vec<String> = locked.into_iter().map(|r| r.0).collect();
+                claimed = if locked.is_empty() {
+                    Vec::new()
+                } else {
+                    sqlx::query_as(ordered).bind(lease_until).bind(now).bind(&locked).fetch_all(&mut *tx).await?
+                };
+                let room = limit.saturating_sub(claimed.len() as u32);
+                if room > 0 {
+                    let more: Vec<Claimed> = sqlx::query_as(unordered)
+                        .bind(lease_until)
+                        .bind(now)
+                        .bind(i64::from(room))
+                        .bind(&caps_json)
+                        .bind(i64::from(default_cap))
+                        .bind(i64::from(per_destination))
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    claimed.extend(more);
+                }
+                tx.commit().await?;
             }
-        };
-        Ok(rows.into_iter().map(|r| r.0).collect())
+        }
+        Ok(claimed)
     }
 
     /// A claimed delivery with its event; `NotFound` once it is no longer leased.
@@ -345,7 +400,9 @@ impl Store {
     /// Cancels a pending or retrying delivery; `AlreadyExists` when it has finished already.
     pub async fn cancel_delivery(&self, project: &str, id: &str, now: Micros) -> Result<(), StoreError> {
         let n = on_pool!(self.pool(), p => sqlx::query(
-            "UPDATE deliveries SET state = 'CANCELLED', next_attempt_time = NULL, lease_until = NULL, update_time = $3 \
+            // The lease stays: an attempt may still be in flight, and an ORDERED destination's next
+            // delivery waits for it.
+            "UPDATE deliveries SET state = 'CANCELLED', next_attempt_time = NULL, update_time = $3 \
              WHERE project_id = $1 AND id = $2 AND state IN ('PENDING', 'RETRYING')")
             .bind(project).bind(id).bind(now).execute(p).await?.rows_affected());
         if n == 1 {

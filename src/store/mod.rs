@@ -27,7 +27,9 @@ use sqlx::{PgPool, SqlitePool};
 pub use api_keys::{ApiKeyRecord, NewApiKey};
 pub use deliveries::{DeliveryFilter, DeliveryRecord};
 pub use destinations::DestinationHealth;
-pub use dispatch::{AttemptFilter, AttemptOrder, AttemptResult, AttemptRow, DueDelivery, HealthChange, NewAttempt};
+pub use dispatch::{
+    AttemptFilter, AttemptOrder, AttemptResult, AttemptRow, Claimed, DueDelivery, HealthChange, NewAttempt,
+};
 pub(crate) use documents::document_table;
 pub use documents::{Document, DocumentFilter, References, Stored, Table};
 pub use events::{
