@@ -23,7 +23,6 @@ on_both_backends!(
     event_types_and_templates,
     pagination_is_stable_and_tokens_are_checked,
     field_masks_touch_only_named_fields,
-    unimplemented_rpcs_say_so,
 );
 
 async fn project(admin: &Clients, name: &str) -> pb::Project {
@@ -1704,10 +1703,4 @@ async fn field_masks_touch_only_named_fields(server: TestServer) {
         Code::NotFound,
         "RESOURCE_NOT_FOUND",
     );
-}
-
-async fn unimplemented_rpcs_say_so(server: TestServer) {
-    let c = server.clients(ADMIN_KEY).await;
-    let status = c.events.clone().watch_events(pb::WatchEventsRequest::default()).await.unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
 }

@@ -1,11 +1,17 @@
-//! Health follows PostgreSQL: `NOT_SERVING` (and `/readyz` 503) while it is down, `SERVING`
-//! again once it is back, with no restart of Loft. Uses a PostgreSQL cluster of its own, so
+//! PostgreSQL restarted under load: health is `NOT_SERVING` (and `/readyz` 503) while it is
+//! down, `SERVING` again once it is back, with no restart of Loft; every event acknowledged
+//! before, during or after the outage is delivered. Uses a PostgreSQL cluster of its own, so
 //! stopping it disturbs no other test.
 
 mod common;
 
+use std::collections::HashSet;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use common::receiver::Receiver;
+use loft::proto as pb;
 
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -80,13 +86,81 @@ async fn health_follows_postgres_availability() {
     let readyz = format!("http://{}/readyz", running.http_addr);
     wait_for(&mut health, ServingStatus::Serving).await;
 
+    // Load: publishers that keep going through the outage; only OK answers count as acked.
+    let receiver = Receiver::start(vec![]).await;
+    let admin = common::Clients::new(channel.clone(), common::ADMIN_KEY);
+    let project = admin
+        .projects
+        .clone()
+        .create_project(pb::CreateProjectRequest {
+            project: Some(pb::Project { name: "outage".into(), ..Default::default() }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .project
+        .unwrap()
+        .id;
+    let destination = pb::Destination { url: receiver.url.clone(), ..Default::default() };
+    let destination = admin
+        .destinations
+        .clone()
+        .create_destination(pb::CreateDestinationRequest {
+            project_id: project.clone(),
+            destination: Some(destination),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .destination
+        .unwrap();
+    let subscription = pb::Subscription { destination_id: destination.id, ..Default::default() };
+    admin
+        .subscriptions
+        .clone()
+        .create_subscription(pb::CreateSubscriptionRequest {
+            project_id: project.clone(),
+            subscription: Some(subscription),
+        })
+        .await
+        .unwrap();
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut publishers = Vec::new();
+    for w in 0..4 {
+        let (mut events, acked, project, stop) = (admin.events.clone(), acked.clone(), project.clone(), stop.clone());
+        publishers.push(tokio::spawn(async move {
+            for i in 0.. {
+                if stop.is_cancelled() {
+                    return;
+                }
+                let req = pb::PublishEventRequest {
+                    project_id: project.clone(),
+                    r#type: "outage.test".into(),
+                    payload: Some(pb::publish_event_request::Payload::Raw(pb::RawPayload {
+                        body: format!("{{\"w\":{w},\"i\":{i}}}").into_bytes(),
+                        content_type: "application/json".into(),
+                    })),
+                    ..Default::default()
+                };
+                match events.publish_event(req).await {
+                    Ok(r) => _ = acked.lock().unwrap().insert(r.into_inner().event.unwrap().id),
+                    Err(e) => {
+                        assert_eq!(e.code(), tonic::Code::Unavailable, "during the outage: {e:?}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
     // The cluster's port is in its config file, so it comes back on the same address.
     // A fast stop drops every connection, as a restart does; the throwaway cluster runs without
     // fsync, so an immediate stop would lose its data and test nothing of ours.
     cluster.pg_ctl(&["-m", "fast", "stop"]);
     wait_for(&mut health, ServingStatus::NotServing).await;
     assert_eq!(reqwest::get(&readyz).await.unwrap().status(), 503);
-    let admin = common::Clients::new(channel.clone(), common::ADMIN_KEY);
     let err = admin.projects.clone().list_projects(loft::proto::ListProjectsRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
 
@@ -94,5 +168,24 @@ async fn health_follows_postgres_availability() {
     wait_for(&mut health, ServingStatus::Serving).await;
     assert_eq!(reqwest::get(&readyz).await.unwrap().status(), 200);
     admin.projects.clone().list_projects(loft::proto::ListProjectsRequest::default()).await.expect("works again");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.cancel();
+    for p in publishers {
+        p.await.unwrap();
+    }
+
+    // Every acknowledged event reaches the receiver.
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 20, "the load ran ({} acked)", acked.len());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen: HashSet<String> = receiver.received().iter().map(|r| r.header("webhook-id").to_owned()).collect();
+        let missing = acked.difference(&seen).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{missing} of {} acknowledged events never delivered", acked.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     running.shutdown().await;
 }
