@@ -8,7 +8,9 @@ use sha2::{Digest, Sha256};
 
 use crate::ids::{DeliveryId, EventId, ProjectId, SourceId};
 use crate::routing::router::{RouteInput, Router};
-use crate::store::{EventWrite, GroupWriter, NewActivity, NewDelivery, NewEvent, StoreError, WriteOutcome};
+use crate::store::{
+    EventRecord, EventWrite, GroupWriter, NewActivity, NewDelivery, NewEvent, StoreError, WriteOutcome,
+};
 use crate::timeutil::{Micros, from_micros, now_micros};
 
 /// The request an inbound event arrived with, kept exactly.
@@ -47,6 +49,9 @@ pub struct Accepted {
     /// The event existed already (idempotency key or dedup window); nothing was stored.
     pub duplicate: bool,
     pub deliveries_created: u32,
+    /// The event as this call stored it (without its body), so an answer needs no read back;
+    /// `None` for a duplicate.
+    pub stored: Option<EventRecord>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,9 +165,28 @@ impl Intake {
             deliveries,
             activities: vec![activity],
         };
+        let e = &write.event;
+        let stored = EventRecord {
+            id: e.id.clone(),
+            project_id: e.project_id.clone(),
+            source_id: e.source_id.clone(),
+            event_type: e.event_type.clone(),
+            body: Vec::new(),
+            content_type: e.content_type.clone(),
+            request: e.request.clone(),
+            idempotency_key: e.idempotency_key.clone(),
+            labels: e.labels.clone(),
+            occur_time: e.occur_time,
+            receive_time: e.receive_time,
+            deliver_time: e.deliver_time,
+        };
         match self.writer.write(write).await? {
-            WriteOutcome::Stored => Ok(Accepted { event_id: id, duplicate: false, deliveries_created }),
-            WriteOutcome::Duplicate { event_id } => Ok(Accepted { event_id, duplicate: true, deliveries_created: 0 }),
+            WriteOutcome::Stored => {
+                Ok(Accepted { event_id: id, duplicate: false, deliveries_created, stored: Some(stored) })
+            }
+            WriteOutcome::Duplicate { event_id } => {
+                Ok(Accepted { event_id, duplicate: true, deliveries_created: 0, stored: None })
+            }
         }
     }
 }

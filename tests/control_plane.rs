@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ADMIN_KEY, Clients, TestServer, assert_error, captured_logs, violation_fields};
+use common::{Clients, TestServer, assert_error, captured_logs, violation_fields};
 use loft::proto as pb;
 use prost_types::FieldMask;
 use tonic::Code;

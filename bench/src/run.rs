@@ -604,16 +604,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let idle_rss = proc_status_bytes(server.pid, "VmRSS");
             let probe = runs.fetch_add(1, Ordering::Relaxed);
-            let fixture = setup::create(
-                server.grpc_addr,
-                server.http_addr,
-                &auth,
-                receiver_addr,
-                args.max_in_flight,
-                args.body_bytes,
-                probe,
-                args.key == "editor",
-            )
+            let fixture = setup::create(setup::FixtureOptions {
+                grpc: server.grpc_addr,
+                http: server.http_addr,
+                auth: &auth,
+                receiver: receiver_addr,
+                max_in_flight: args.max_in_flight,
+                body_bytes: args.body_bytes,
+                probe_run: probe,
+                editor_key: args.key == "editor",
+            })
             .await
             .with_context(|| format!("setting up the fixture; loft log:\n{}", server.log_tail(20)))?;
             if let Err(reason) = &fixture.ingest {

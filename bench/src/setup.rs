@@ -59,17 +59,25 @@ fn req<T>(auth: &MetadataValue<Ascii>, msg: T) -> tonic::Request<T> {
     r
 }
 
-/// Sets up the fixture on a freshly started server. `run` tags the probe bodies.
-pub async fn create(
-    grpc: SocketAddr,
-    http: SocketAddr,
-    auth: &MetadataValue<Ascii>,
-    receiver: SocketAddr,
-    max_in_flight: u32,
-    body_bytes: usize,
-    probe_run: u32,
-    editor_key: bool,
-) -> anyhow::Result<Fixture> {
+/// Where the fixture is created and how.
+pub struct FixtureOptions<'a> {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    /// The bootstrap ADMIN key.
+    pub auth: &'a MetadataValue<Ascii>,
+    pub receiver: SocketAddr,
+    /// The destination's `max_in_flight`; 0 keeps the server's default.
+    pub max_in_flight: u32,
+    pub body_bytes: usize,
+    /// Tags the probe bodies.
+    pub probe_run: u32,
+    /// Call the scenarios with a project EDITOR key instead of the ADMIN key.
+    pub editor_key: bool,
+}
+
+/// Sets up the fixture on a freshly started server.
+pub async fn create(o: FixtureOptions<'_>) -> anyhow::Result<Fixture> {
+    let FixtureOptions { grpc, http, auth, receiver, max_in_flight, body_bytes, probe_run, editor_key } = o;
     let ch = channel(grpc).await.context("connecting to the gRPC listener")?;
     let project = ProjectServiceClient::new(ch.clone())
         .create_project(req(

@@ -208,7 +208,15 @@ impl EventService for Events {
         let incoming = incoming(&self.0, cx.project, r)?;
         let accepted = self.0.intake.accept(incoming).await.map_err(intake_error)?;
         metrics::counter!("loft_events_published_total", "outcome" => if accepted.duplicate { "duplicate" } else { "stored" }).increment(1);
-        let event = self.load_event(&cx.project.to_string(), &accepted.event_id, false).await?;
+        let event = match &accepted.stored {
+            // Just committed: its deliveries are all still pending as far as this answer knows.
+            Some(record) => {
+                let n = i64::from(accepted.deliveries_created);
+                let counts = DeliveryCounts { event_id: record.id.clone(), total: n, pending: n, ..Default::default() };
+                event_proto(record, &counts, false)
+            }
+            None => self.load_event(&cx.project.to_string(), &accepted.event_id, false).await?,
+        };
         Ok(Response::new(pb::PublishEventResponse {
             event: Some(event),
             deliveries_created: accepted.deliveries_created,

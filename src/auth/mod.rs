@@ -133,6 +133,10 @@ const TOUCH_EVERY: Micros = 60_000_000;
 pub struct Authenticator {
     store: Store,
     cache: Arc<Mutex<HashMap<String, Cached>>>,
+    /// Projects an ADMIN key named that were found to exist, and when: an admin key's calls
+    /// then cost no project read each. Cleared with the keys (a project delete on this node
+    /// invalidates); other nodes see a deleted project within [`CACHE_TTL`], as with keys.
+    projects: Arc<Mutex<HashMap<ProjectId, Instant>>>,
 }
 
 #[derive(Clone)]
@@ -144,12 +148,13 @@ struct Cached {
 
 impl Authenticator {
     pub fn new(store: Store) -> Self {
-        Self { store, cache: Arc::default() }
+        Self { store, cache: Arc::default(), projects: Arc::default() }
     }
 
     /// Forgets every cached key, after a key was revoked, deleted or changed.
     pub fn invalidate(&self) {
         self.cache.lock().expect("auth cache poisoned").clear();
+        self.projects.lock().expect("auth cache poisoned").clear();
     }
 
     /// The caller behind `authorization: Bearer loft_…`.
@@ -216,6 +221,10 @@ impl Authenticator {
         Ok(principal)
     }
 
+    fn known_project(&self, project: ProjectId) -> bool {
+        self.projects.lock().expect("auth cache poisoned").get(&project).is_some_and(|at| at.elapsed() < CACHE_TTL)
+    }
+
     /// Authenticates and resolves the project a project-scoped request acts on.
     pub async fn scope<T>(
         &self,
@@ -225,11 +234,13 @@ impl Authenticator {
     ) -> ApiResult<Scope> {
         let principal = self.authenticate(request.metadata()).await?;
         let project = principal.resolve_project(requested_project)?;
-        if principal.project.is_none() {
+        if principal.project.is_none() && !self.known_project(project) {
             // Admin keys may name any project id; one that does not exist is NOT_FOUND here,
             // before any write could trip over a foreign key.
             match self.store.get_project(project).await {
-                Ok(_) => {}
+                Ok(_) => {
+                    self.projects.lock().expect("auth cache poisoned").insert(project, Instant::now());
+                }
                 Err(StoreError::NotFound) => return Err(ApiError::not_found("project", project.to_string())),
                 Err(e) => return Err(e.into()),
             }

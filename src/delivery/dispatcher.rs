@@ -28,20 +28,23 @@ use super::outcome::{Verdict, judge};
 use super::sender::{AttemptRecord, OutboundRequest, Sender};
 use crate::crypto::Cipher;
 use crate::domain::breaker::Transition;
-use crate::domain::destination::{DestinationAuth, DestinationSpec};
+use crate::domain::destination::{DEFAULT_TIMEOUT_MS, DestinationAuth, DestinationSpec};
 use crate::domain::headers::is_hop_by_hop;
 use crate::domain::retry::RetryPolicy;
 use crate::ids::{AttemptId, DestinationId, ProjectId};
 use crate::intake::InboundRequest;
 use crate::routing::router::Router;
 use crate::signing::{DestinationKey, standard};
-use crate::store::{AttemptResult, DueDelivery, HealthChange, NewActivity, NewAttempt, Store, StoreError};
+use crate::store::{
+    AttemptResult, AttemptWriter, DueDelivery, HealthChange, NewActivity, NewAttempt, Store, StoreError,
+};
 use crate::timeutil::{now_micros, to_micros};
 
-/// How long a claim holds a delivery before its attempt starts. The attempt then extends the
-/// lease to its own timeout plus [`LEASE_MARGIN`], so the work of a node that dies comes due
-/// again soon after (not after a fixed worst case).
-const LEASE: Duration = Duration::from_secs(15);
+/// How long a claim holds a delivery. It covers an attempt that starts within a few seconds of
+/// its claim and runs the default timeout, so the common attempt needs no lease write of its
+/// own; one that waited longer (slots, rate limit) or has a longer timeout extends the lease to
+/// its own timeout plus [`LEASE_MARGIN`] before it is sent.
+const LEASE: Duration = Duration::from_millis(DEFAULT_TIMEOUT_MS + 15_000);
 /// Time to record an attempt after its timeout.
 const LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// Deliveries in flight on this node at most.
@@ -178,6 +181,8 @@ impl Drop for ClaimGuard {
 #[derive(Clone)]
 pub struct Dispatcher {
     store: Store,
+    /// Attempt results are group-committed: concurrent attempts share one transaction.
+    attempts: AttemptWriter,
     sender: Sender,
     cipher: Cipher,
     router: Router,
@@ -198,8 +203,10 @@ impl Dispatcher {
         wake: Wake,
         disable_after: Duration,
     ) -> Self {
+        let (attempts, _) = AttemptWriter::start(store.clone(), |_| {});
         Self {
             disable_after,
+            attempts,
             store,
             sender,
             cipher,
@@ -350,7 +357,7 @@ impl Dispatcher {
             // The destination was deleted after the delivery was created.
             return self.record(&due, None, "destination no longer exists", None, false).await.map(|_| ());
         };
-        let _slot = target.live.slots.acquire().await.expect("semaphore never closed");
+        let slot = target.live.slots.acquire().await.expect("semaphore never closed");
         let now = now_micros();
         // An open circuit holds the destination's deliveries (their retries are not spent):
         // defer them past the cool-down; after it, one probe goes and the others wait for it.
@@ -372,7 +379,7 @@ impl Dispatcher {
                 return Ok(());
             }
         }
-        let outcome = self.send_and_record(&due, &target, now, guard).await;
+        let outcome = self.send_and_record(&due, &target, now, guard, slot).await;
         if probe {
             target.live.probing.store(false, Ordering::Release);
         }
@@ -385,6 +392,7 @@ impl Dispatcher {
         target: &Target,
         now: crate::timeutil::Micros,
         guard: &mut ClaimGuard,
+        slot: tokio::sync::SemaphorePermit<'_>,
     ) -> Result<(), StoreError> {
         let id = due.id.as_str();
         target.live.pace(target.spec.rate_limit).await;
@@ -398,6 +406,9 @@ impl Dispatcher {
         }
         let request = self.request(due, target);
         let record = self.sender.send(&request).await;
+        // `max_in_flight` counts requests to the destination: the slot is free once it answered,
+        // while the result is recorded (the delivery's lease still covers it).
+        drop(slot);
         let policy = match &target.spec.retry_policy {
             Some(p) => p.clone(),
             None => self.project_policy(&due.project_id).await,
@@ -569,9 +580,11 @@ impl Dispatcher {
         }
         let health = if test { HealthChange::Unchanged } else { health };
         let result = AttemptResult { attempt, state, next_attempt_time: next, error_summary, health, activities };
-        let transition = self.store.record_attempt(&result, now).await?;
+        // The writer takes the result; what happens after depends on its health change.
+        let health = result.health.clone();
+        let transition = self.attempts.write(result).await?;
         if let Some((_, _, target)) = sent {
-            match (&result.health, &transition) {
+            match (&health, &transition) {
                 (HealthChange::Succeeded, _) => target.live.open_until.store(0, Ordering::Release),
                 (_, Transition::CircuitOpened { retry_time }) => {
                     metrics::counter!("loft_circuits_opened_total").increment(1);
@@ -580,7 +593,7 @@ impl Dispatcher {
                 _ => {}
             }
         }
-        if matches!(result.health, HealthChange::Disable(_)) || matches!(transition, Transition::Disabled { .. }) {
+        if matches!(health, HealthChange::Disable(_)) || matches!(transition, Transition::Disabled { .. }) {
             self.targets.lock().expect("targets poisoned").remove(&due.destination_id);
         }
         if next.is_some() {

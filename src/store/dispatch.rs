@@ -1,6 +1,8 @@
 //! What the dispatcher reads and writes: claiming due deliveries under a lease, loading what a
 //! send needs, and recording an attempt's result with everything it changes, in one transaction.
 
+use super::events::NewFeedItem;
+use super::multirow::MultiRow;
 use super::{NewActivity, StoreError, dialect, on_pool, on_tx};
 use crate::domain::breaker;
 use crate::store::Store;
@@ -157,7 +159,7 @@ impl Store {
         let unordered = dialect::claim_unordered(backend);
         let ordered = dialect::claim_ordered(backend);
         let mut claimed: Vec<Claimed>;
-        match self.pool() {
+        match self.writes() {
             super::Pool::Sqlite(p) => {
                 // A write: take the lock up front like every other SQLite writer; it also makes
                 // the claim exclusive.
@@ -224,7 +226,7 @@ impl Store {
 
     /// Moves a lease we hold (`held`) to `until`; false when it is no longer ours.
     pub async fn extend_lease(&self, id: &str, held: Micros, until: Micros) -> Result<bool, StoreError> {
-        let n = on_pool!(self.pool(), p => sqlx::query(
+        let n = on_pool!(self.writes(), p => sqlx::query(
             "UPDATE deliveries SET lease_until = $3 WHERE id = $1 AND lease_until = $2 AND next_attempt_time IS NOT NULL")
             .bind(id).bind(held).bind(until).execute(p).await?.rows_affected());
         Ok(n == 1)
@@ -232,93 +234,149 @@ impl Store {
 
     /// Gives a lease back without an attempt (the destination went away or stopped).
     pub async fn release_lease(&self, id: &str, held: Micros) -> Result<(), StoreError> {
-        on_pool!(self.pool(), p => sqlx::query("UPDATE deliveries SET lease_until = NULL WHERE id = $1 AND lease_until = $2")
+        on_pool!(self.writes(), p => sqlx::query("UPDATE deliveries SET lease_until = NULL WHERE id = $1 AND lease_until = $2")
             .bind(id).bind(held).execute(p).await.map(|_| ())?);
         Ok(())
     }
 
-    /// Records an attempt: the attempt row, the delivery's new state, the destination's
-    /// health, and the feed items, together.
-    /// Returns what the breaker decided.
-    pub async fn record_attempt(&self, r: &AttemptResult, now: Micros) -> Result<breaker::Transition, StoreError> {
-        let a = &r.attempt;
-        let mut tx = self.begin().await?;
-        on_tx!(&mut tx, c => sqlx::query(
-            "INSERT INTO attempts (id, project_id, delivery_id, event_id, destination_id, number, outcome, status_code, \
-             error_kind, error_message, request, request_body, response_headers, response_body, response_truncated, \
-             start_time, duration_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)")
-            .bind(&a.id).bind(&a.project_id).bind(&a.delivery_id).bind(&a.event_id).bind(&a.destination_id).bind(a.number)
-            .bind(a.outcome).bind(a.status_code).bind(a.error_kind).bind(&a.error_message).bind(&a.request)
-            .bind(&a.request_body).bind(&a.response_headers).bind(&a.response_body).bind(a.response_truncated)
-            .bind(a.start_time).bind(a.duration_us)
-            .execute(c).await.map(|_| ())?);
-        on_tx!(&mut tx, c => sqlx::query(
-            "UPDATE deliveries SET state = $2, attempt_count = $3, next_attempt_time = $4, lease_until = NULL, \
-             last_status_code = $5, last_error = $6, update_time = $7 WHERE id = $1")
-            .bind(&a.delivery_id).bind(r.state).bind(a.number).bind(r.next_attempt_time).bind(a.status_code)
-            .bind(&r.error_summary).bind(now)
-            .execute(c).await.map(|_| ())?);
-        let mut transitions = Vec::new();
-        let mut outcome = breaker::Transition::None;
-        match &r.health {
-            HealthChange::Unchanged => {}
-            HealthChange::Succeeded => on_tx!(&mut tx, c => sqlx::query(
-                "INSERT INTO destination_health (destination_id, last_success_time) VALUES ($1, $2) \
-                 ON CONFLICT (destination_id) DO UPDATE SET consecutive_failures = 0, failing_since = NULL, \
-                 last_success_time = $2, circuit = 'CLOSED', circuit_retry_time = NULL")
-                .bind(&a.destination_id).bind(now).execute(c).await.map(|_| ())?),
-            HealthChange::Failed { disable_after } => {
-                // The breaker's decision needs the current counters; the write lock (SQLite)
-                // or the row lock taken by the upsert below (PostgreSQL, same transaction)
-                // keeps two nodes from deciding on stale ones.
-                let current = self.destination_health_in(&mut tx, &a.destination_id).await?;
-                let before = breaker::Health {
-                    consecutive_failures: current.consecutive_failures,
-                    failing_since: current.failing_since,
-                    circuit_open: current.circuit == "OPEN",
-                    circuit_retry_time: current.circuit_retry_time,
-                    disabled: current.state == "DISABLED",
-                };
-                let (after, transition) = breaker::after_failure(&before, now, *disable_after);
-                let (state, reason) = if after.disabled {
-                    ("DISABLED", transition_reason(&transition))
-                } else {
-                    (current.state.as_str(), current.disabled_reason.clone())
-                };
-                on_tx!(&mut tx, c => sqlx::query(
-                    "INSERT INTO destination_health (destination_id, state, disabled_reason, consecutive_failures, failing_since, \
-                     last_failure_time, circuit, circuit_retry_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (destination_id) DO UPDATE SET state = $2, disabled_reason = $3, consecutive_failures = $4, \
-                     failing_since = $5, last_failure_time = $6, circuit = $7, circuit_retry_time = $8")
-                    .bind(&a.destination_id).bind(state).bind(&reason).bind(after.consecutive_failures).bind(after.failing_since)
-                    .bind(now).bind(if after.circuit_open { "OPEN" } else { "CLOSED" }).bind(after.circuit_retry_time)
-                    .execute(c).await.map(|_| ())?);
-                if transition != breaker::Transition::None {
-                    let (state, circuit) = if after.disabled { ("DISABLED", "OPEN") } else { ("ACTIVE", "OPEN") };
-                    let payload = serde_json::json!({
-                        "destination_id": a.destination_id, "state": state, "circuit": circuit, "reason": transition_reason(&transition),
-                    });
-                    transitions.push(NewActivity {
-                        kind: "DESTINATION_STATE_CHANGED",
-                        source_id: None,
-                        destination_id: Some(a.destination_id.clone()),
-                        event_type: None,
-                        payload: serde_json::to_vec(&payload).expect("JSON of strings"),
-                    });
+    /// Records attempts: for each, the attempt row, the delivery's new state, the destination's
+    /// health and the feed items, together; a batch in one transaction (the dispatcher's group
+    /// commit). A batch that fails as a whole is retried attempt by attempt, so one bad row does
+    /// not fail the others. Returns what the breaker decided for each.
+    pub async fn record_attempts(
+        &self,
+        batch: &[AttemptResult],
+        now: Micros,
+    ) -> Vec<Result<breaker::Transition, StoreError>> {
+        match self.record_attempts_in_one(batch, now).await {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Err(e) if batch.len() == 1 => vec![Err(e)],
+            Err(_) => {
+                let mut out = Vec::with_capacity(batch.len());
+                for r in batch {
+                    out.push(self.record_attempts_in_one(std::slice::from_ref(r), now).await.map(|mut o| o.remove(0)));
                 }
-                outcome = transition;
+                out
             }
-            HealthChange::Disable(reason) => on_tx!(&mut tx, c => sqlx::query(
-                "INSERT INTO destination_health (destination_id, state, disabled_reason, consecutive_failures, failing_since, \
-                 last_failure_time) VALUES ($1, 'DISABLED', $3, 1, $2, $2) ON CONFLICT (destination_id) DO UPDATE SET \
-                 state = 'DISABLED', disabled_reason = $3, consecutive_failures = destination_health.consecutive_failures + 1, \
-                 failing_since = COALESCE(destination_health.failing_since, $2), last_failure_time = $2")
-                .bind(&a.destination_id).bind(now).bind(reason).execute(c).await.map(|_| ())?),
         }
-        let activities: Vec<NewActivity> = r.activities.iter().cloned().chain(transitions).collect();
-        self.append_feed(&mut tx, &a.project_id, &activities, now).await?;
+    }
+
+    async fn record_attempts_in_one(
+        &self,
+        batch: &[AttemptResult],
+        now: Micros,
+    ) -> Result<Vec<breaker::Transition>, StoreError> {
+        static ATTEMPTS: MultiRow = MultiRow::new(
+            "attempts (id, project_id, delivery_id, event_id, destination_id, number, outcome, status_code, \
+             error_kind, error_message, request, request_body, response_headers, response_body, response_truncated, \
+             start_time, duration_us)",
+            17,
+        );
+        let mut tx = self.begin().await?;
+        let mut rest = batch;
+        for (sql, n) in ATTEMPTS.plan(batch.len()) {
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            on_tx!(&mut tx, c => {
+                let mut q = sqlx::query(sql);
+                for r in chunk {
+                    let a = &r.attempt;
+                    q = q.bind(&a.id).bind(&a.project_id).bind(&a.delivery_id).bind(&a.event_id).bind(&a.destination_id)
+                        .bind(a.number).bind(a.outcome).bind(a.status_code).bind(a.error_kind).bind(&a.error_message)
+                        .bind(&a.request).bind(&a.request_body).bind(&a.response_headers).bind(&a.response_body)
+                        .bind(a.response_truncated).bind(a.start_time).bind(a.duration_us);
+                }
+                q.execute(c).await.map(|_| ())?
+            });
+        }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut feed: Vec<(&str, NewActivity)> = Vec::new();
+        // A success after a success changes nothing more: one upsert per destination and run.
+        let mut last_succeeded: Option<&str> = None;
+        for r in batch {
+            let a = &r.attempt;
+            on_tx!(&mut tx, c => sqlx::query(
+                // A delivery cancelled while its attempt was in flight stays cancelled (and, for an
+                // ORDERED destination, its lease release lets the next one go).
+                "UPDATE deliveries SET state = CASE WHEN state = 'CANCELLED' THEN state ELSE $2 END, attempt_count = $3, \
+                 next_attempt_time = CASE WHEN state = 'CANCELLED' THEN NULL ELSE $4 END, lease_until = NULL, \
+                 last_status_code = $5, last_error = $6, update_time = $7 WHERE id = $1")
+                .bind(&a.delivery_id).bind(r.state).bind(a.number).bind(r.next_attempt_time).bind(a.status_code)
+                .bind(&r.error_summary).bind(now)
+                .execute(c).await.map(|_| ())?);
+            let mut transitions = Vec::new();
+            let mut outcome = breaker::Transition::None;
+            match &r.health {
+                HealthChange::Unchanged => {}
+                HealthChange::Succeeded if last_succeeded == Some(a.destination_id.as_str()) => {}
+                HealthChange::Succeeded => on_tx!(&mut tx, c => sqlx::query(
+                    "INSERT INTO destination_health (destination_id, last_success_time) VALUES ($1, $2) \
+                     ON CONFLICT (destination_id) DO UPDATE SET consecutive_failures = 0, failing_since = NULL, \
+                     last_success_time = $2, circuit = 'CLOSED', circuit_retry_time = NULL")
+                    .bind(&a.destination_id).bind(now).execute(c).await.map(|_| ())?),
+                HealthChange::Failed { disable_after } => {
+                    // The breaker's decision needs the current counters (including what earlier
+                    // attempts of this batch changed); the write lock (SQLite) or the row lock
+                    // taken by the upsert below (PostgreSQL, same transaction) keeps two nodes
+                    // from deciding on stale ones.
+                    let current = self.destination_health_in(&mut tx, &a.destination_id).await?;
+                    let before = breaker::Health {
+                        consecutive_failures: current.consecutive_failures,
+                        failing_since: current.failing_since,
+                        circuit_open: current.circuit == "OPEN",
+                        circuit_retry_time: current.circuit_retry_time,
+                        disabled: current.state == "DISABLED",
+                    };
+                    let (after, transition) = breaker::after_failure(&before, now, *disable_after);
+                    let (state, reason) = if after.disabled {
+                        ("DISABLED", transition_reason(&transition))
+                    } else {
+                        (current.state.as_str(), current.disabled_reason.clone())
+                    };
+                    on_tx!(&mut tx, c => sqlx::query(
+                        "INSERT INTO destination_health (destination_id, state, disabled_reason, consecutive_failures, failing_since, \
+                         last_failure_time, circuit, circuit_retry_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                         ON CONFLICT (destination_id) DO UPDATE SET state = $2, disabled_reason = $3, consecutive_failures = $4, \
+                         failing_since = $5, last_failure_time = $6, circuit = $7, circuit_retry_time = $8")
+                        .bind(&a.destination_id).bind(state).bind(&reason).bind(after.consecutive_failures).bind(after.failing_since)
+                        .bind(now).bind(if after.circuit_open { "OPEN" } else { "CLOSED" }).bind(after.circuit_retry_time)
+                        .execute(c).await.map(|_| ())?);
+                    if transition != breaker::Transition::None {
+                        let (state, circuit) = if after.disabled { ("DISABLED", "OPEN") } else { ("ACTIVE", "OPEN") };
+                        let payload = serde_json::json!({
+                            "destination_id": a.destination_id, "state": state, "circuit": circuit, "reason": transition_reason(&transition),
+                        });
+                        transitions.push(NewActivity {
+                            kind: "DESTINATION_STATE_CHANGED",
+                            source_id: None,
+                            destination_id: Some(a.destination_id.clone()),
+                            event_type: None,
+                            payload: serde_json::to_vec(&payload).expect("JSON of strings"),
+                        });
+                    }
+                    outcome = transition;
+                }
+                HealthChange::Disable(reason) => on_tx!(&mut tx, c => sqlx::query(
+                    "INSERT INTO destination_health (destination_id, state, disabled_reason, consecutive_failures, failing_since, \
+                     last_failure_time) VALUES ($1, 'DISABLED', $3, 1, $2, $2) ON CONFLICT (destination_id) DO UPDATE SET \
+                     state = 'DISABLED', disabled_reason = $3, consecutive_failures = destination_health.consecutive_failures + 1, \
+                     failing_since = COALESCE(destination_health.failing_since, $2), last_failure_time = $2")
+                    .bind(&a.destination_id).bind(now).bind(reason).execute(c).await.map(|_| ())?),
+            }
+            last_succeeded = match r.health {
+                HealthChange::Succeeded => Some(a.destination_id.as_str()),
+                HealthChange::Unchanged => last_succeeded,
+                _ => None,
+            };
+            feed.extend(r.activities.iter().cloned().chain(transitions).map(|act| (a.project_id.as_str(), act)));
+            outcomes.push(outcome);
+        }
+        if !feed.is_empty() {
+            let items: Vec<NewFeedItem<'_>> = feed.iter().map(|(p, act)| (*p, act, now)).collect();
+            self.append_feed_items(&mut tx, &items).await?;
+        }
         tx.commit().await?;
-        Ok(outcome)
+        Ok(outcomes)
     }
 
     pub async fn get_attempt(&self, project: &str, id: &str) -> Result<AttemptRow, StoreError> {
@@ -385,7 +443,7 @@ impl Store {
     /// Makes a delivery due now; `NotFound` when absent, `AlreadyExists` while an attempt is in
     /// flight (it holds a live lease).
     pub async fn retry_delivery(&self, project: &str, id: &str, now: Micros) -> Result<(), StoreError> {
-        let n = on_pool!(self.pool(), p => sqlx::query(
+        let n = on_pool!(self.writes(), p => sqlx::query(
             "UPDATE deliveries SET next_attempt_time = $3, lease_until = NULL, update_time = $3, \
              state = CASE WHEN attempt_count > 0 THEN 'RETRYING' ELSE 'PENDING' END \
              WHERE project_id = $1 AND id = $2 AND NOT (lease_until IS NOT NULL AND lease_until > $3 AND next_attempt_time IS NOT NULL)")
@@ -399,7 +457,7 @@ impl Store {
 
     /// Cancels a pending or retrying delivery; `AlreadyExists` when it has finished already.
     pub async fn cancel_delivery(&self, project: &str, id: &str, now: Micros) -> Result<(), StoreError> {
-        let n = on_pool!(self.pool(), p => sqlx::query(
+        let n = on_pool!(self.writes(), p => sqlx::query(
             // The lease stays: an attempt may still be in flight, and an ORDERED destination's next
             // delivery waits for it.
             "UPDATE deliveries SET state = 'CANCELLED', next_attempt_time = NULL, update_time = $3 \

@@ -1,5 +1,6 @@
 //! Events, their deliveries and activity, written together: one transaction per batch.
 
+use super::multirow::MultiRow;
 use super::{StoreError, Tx, on_pool, on_tx};
 use crate::store::Store;
 use crate::timeutil::Micros;
@@ -55,6 +56,9 @@ pub struct NewActivity {
     pub payload: Vec<u8>,
 }
 
+/// A feed item to insert: its project, the activity, and its time.
+pub(super) type NewFeedItem<'a> = (&'a str, &'a NewActivity, Micros);
+
 /// What became of one write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOutcome {
@@ -65,7 +69,7 @@ pub enum WriteOutcome {
     },
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct EventRecord {
     pub id: String,
     pub project_id: String,
@@ -140,28 +144,21 @@ impl Store {
     async fn write_events_in_one(&self, batch: &[EventWrite], now: Micros) -> Result<Vec<WriteOutcome>, StoreError> {
         let mut tx = self.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
-        let mut activities = 0usize;
         for w in batch {
-            let outcome = self.claim_idempotency(&mut tx, &w.event, now).await?;
-            if outcome == WriteOutcome::Stored {
-                self.insert_event(&mut tx, w, now).await?;
-                activities += w.activities.len();
-            }
-            outcomes.push(outcome);
+            outcomes.push(self.claim_idempotency(&mut tx, &w.event, now).await?);
         }
+        let stored: Vec<&EventWrite> =
+            batch.iter().zip(&outcomes).filter(|(_, o)| **o == WriteOutcome::Stored).map(|(w, _)| w).collect();
+        self.insert_events(&mut tx, &stored, now).await?;
+        let activities = stored.iter().map(|w| w.activities.len()).sum::<usize>();
         if activities > 0 {
-            let mut seq = self.allocate_feed_seq(&mut tx, activities as i64).await?;
-            for (w, outcome) in batch.iter().zip(&outcomes) {
-                if *outcome != WriteOutcome::Stored {
-                    continue;
-                }
-                for a in &w.activities {
-                    self.insert_activity(&mut tx, seq, &w.event.project_id, a, w.event.receive_time).await?;
-                    seq += 1;
-                }
-            }
+            let first = self.allocate_feed_seq(&mut tx, activities as i64).await?;
+            let items: Vec<NewFeedItem<'_>> = stored
+                .iter()
+                .flat_map(|w| w.activities.iter().map(move |a| (w.event.project_id.as_str(), a, w.event.receive_time)))
+                .collect();
+            self.insert_feed(&mut tx, first, &items).await?;
         }
-
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -185,23 +182,48 @@ impl Store {
         Ok(WriteOutcome::Duplicate { event_id: first.0 })
     }
 
-    async fn insert_event(&self, tx: &mut Tx, w: &EventWrite, now: Micros) -> Result<(), StoreError> {
-        let e = &w.event;
-        on_tx!(tx, c => sqlx::query(
-            "INSERT INTO events (id, project_id, source_id, type, body, content_type, request, idempotency_key, labels, \
-             occur_time, receive_time, deliver_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
-            .bind(&e.id).bind(&e.project_id).bind(&e.source_id).bind(&e.event_type).bind(&e.body).bind(&e.content_type)
-            .bind(&e.request).bind(&e.idempotency_key).bind(&e.labels).bind(e.occur_time).bind(e.receive_time).bind(e.deliver_time)
-            .execute(c).await.map(|_| ())?);
-        for d in &w.deliveries {
-            on_tx!(tx, c => sqlx::query(
-                "INSERT INTO deliveries (id, project_id, event_id, subscription_id, destination_id, state, next_attempt_time, \
-                 body, content_type, forward_headers, replay_of, create_time, update_time) \
-                 VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $10, $11, $11)")
-                .bind(&d.id).bind(&e.project_id).bind(&e.id).bind(&d.subscription_id).bind(&d.destination_id)
-                .bind(d.next_attempt_time).bind(&d.body).bind(&d.content_type).bind(d.forward_headers)
-                .bind(&d.replay_of).bind(now)
-                .execute(c).await.map(|_| ())?);
+    /// Inserts the events, then their deliveries: a few multi-row statements per batch.
+    async fn insert_events(&self, tx: &mut Tx, stored: &[&EventWrite], now: Micros) -> Result<(), StoreError> {
+        static EVENTS: MultiRow = MultiRow::new(
+            "events (id, project_id, source_id, type, body, content_type, request, idempotency_key, labels, \
+             occur_time, receive_time, deliver_time)",
+            12,
+        );
+        static DELIVERIES: MultiRow = MultiRow::new(
+            "deliveries (id, project_id, event_id, subscription_id, destination_id, state, next_attempt_time, \
+             body, content_type, forward_headers, replay_of, create_time, update_time)",
+            13,
+        );
+        let mut rest = stored;
+        for (sql, n) in EVENTS.plan(stored.len()) {
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            on_tx!(&mut *tx, c => {
+                let mut q = sqlx::query(sql);
+                for w in chunk {
+                    let e = &w.event;
+                    q = q.bind(&e.id).bind(&e.project_id).bind(&e.source_id).bind(&e.event_type).bind(&e.body)
+                        .bind(&e.content_type).bind(&e.request).bind(&e.idempotency_key).bind(&e.labels)
+                        .bind(e.occur_time).bind(e.receive_time).bind(e.deliver_time);
+                }
+                q.execute(c).await.map(|_| ())?
+            });
+        }
+        let deliveries: Vec<(&NewEvent, &NewDelivery)> =
+            stored.iter().flat_map(|w| w.deliveries.iter().map(move |d| (&w.event, d))).collect();
+        let mut rest = &deliveries[..];
+        for (sql, n) in DELIVERIES.plan(deliveries.len()) {
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            on_tx!(&mut *tx, c => {
+                let mut q = sqlx::query(sql);
+                for (e, d) in chunk {
+                    q = q.bind(&d.id).bind(&e.project_id).bind(&e.id).bind(&d.subscription_id).bind(&d.destination_id)
+                        .bind("PENDING").bind(d.next_attempt_time).bind(&d.body).bind(&d.content_type)
+                        .bind(d.forward_headers).bind(&d.replay_of).bind(now).bind(now);
+                }
+                q.execute(c).await.map(|_| ())?
+            });
         }
         Ok(())
     }
@@ -214,20 +236,22 @@ impl Store {
         activities: &[NewActivity],
         time: Micros,
     ) -> Result<(), StoreError> {
-        if activities.is_empty() {
+        let items: Vec<NewFeedItem<'_>> = activities.iter().map(|a| (project, a, time)).collect();
+        self.append_feed_items(tx, &items).await
+    }
+
+    /// Appends feed items (of any projects), numbered in order, inside `tx`.
+    pub(super) async fn append_feed_items(&self, tx: &mut Tx, items: &[NewFeedItem<'_>]) -> Result<(), StoreError> {
+        if items.is_empty() {
             return Ok(());
         }
-        let mut seq = self.allocate_feed_seq(tx, activities.len() as i64).await?;
-        for a in activities {
-            self.insert_activity(tx, seq, project, a, time).await?;
-            seq += 1;
-        }
-        Ok(())
+        let first = self.allocate_feed_seq(tx, items.len() as i64).await?;
+        self.insert_feed(tx, first, items).await
     }
 
     /// Releases the deliveries held for a paused source: due now.
     pub async fn release_held(&self, source_id: &str, now: Micros) -> Result<u64, StoreError> {
-        Ok(on_pool!(self.pool(), p => sqlx::query(
+        Ok(on_pool!(self.writes(), p => sqlx::query(
             "UPDATE deliveries SET next_attempt_time = $2, update_time = $2 WHERE state = 'PENDING' \
              AND next_attempt_time IS NULL AND event_id IN (SELECT id FROM events WHERE source_id = $1)")
             .bind(source_id).bind(now).execute(p).await?.rows_affected()))
@@ -246,20 +270,24 @@ impl Store {
         Ok(last.0 - n + 1)
     }
 
-    async fn insert_activity(
-        &self,
-        tx: &mut Tx,
-        seq: i64,
-        project: &str,
-        a: &NewActivity,
-        time: Micros,
-    ) -> Result<(), StoreError> {
-        on_tx!(tx, c => sqlx::query(
-            "INSERT INTO feed (seq, project_id, kind, time, source_id, destination_id, event_type, payload) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-            .bind(seq).bind(project).bind(a.kind).bind(time).bind(&a.source_id).bind(&a.destination_id)
-            .bind(&a.event_type).bind(&a.payload)
-            .execute(c).await.map(|_| ())?);
+    /// Inserts feed items numbered from `first` on.
+    async fn insert_feed(&self, tx: &mut Tx, first: i64, items: &[NewFeedItem<'_>]) -> Result<(), StoreError> {
+        static FEED: MultiRow =
+            MultiRow::new("feed (seq, project_id, kind, time, source_id, destination_id, event_type, payload)", 8);
+        let (mut rest, mut seq) = (items, first);
+        for (sql, n) in FEED.plan(items.len()) {
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            on_tx!(&mut *tx, c => {
+                let mut q = sqlx::query(sql);
+                for (project, a, time) in chunk {
+                    q = q.bind(seq).bind(*project).bind(a.kind).bind(*time).bind(&a.source_id).bind(&a.destination_id)
+                        .bind(&a.event_type).bind(&a.payload);
+                    seq += 1;
+                }
+                q.execute(c).await.map(|_| ())?
+            });
+        }
         Ok(())
     }
 

@@ -13,6 +13,7 @@ mod dispatch;
 mod documents;
 mod events;
 mod feed;
+mod multirow;
 mod projects;
 mod retention;
 mod writer;
@@ -37,7 +38,7 @@ pub use events::{
 };
 pub use feed::{FeedRow, FeedSignal};
 pub use projects::ProjectRecord;
-pub use writer::GroupWriter;
+pub use writer::{AttemptWriter, GroupWriter};
 
 /// Runs `$body` with `$p` bound to the configured pool, once per backend.
 macro_rules! on_pool {
@@ -162,14 +163,23 @@ impl From<serde_json::Error> for StoreError {
 /// The persistence API. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Reads; on PostgreSQL, writes too.
     pool: Pool,
     feed: FeedSignal,
+    /// Writes. On SQLite one connection, so writers queue in the pool (fair, in order) instead
+    /// of meeting in SQLite's busy handler, which sleeps for milliseconds on every conflict and
+    /// fails a write whose read snapshot went stale (`SQLITE_BUSY_SNAPSHOT`). On PostgreSQL the
+    /// same pool as `pool`.
+    writes: Pool,
 }
+
+/// Connections of the SQLite read pool: readers never block each other nor the writer (WAL).
+const SQLITE_READERS: u32 = 4;
 
 impl Store {
     /// Connects to `sqlite://path` (created when missing) or `postgres://…` / `postgresql://…`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let pool = if url.starts_with("sqlite:") {
+        if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(|_| StoreError::UnsupportedUrl)?
                 .create_if_missing(true)
@@ -179,14 +189,23 @@ impl Store {
                 // loss can take the last commits back. FULL would cost one fsync per group commit.
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
+                // Another process (`loft keys create`) may hold the write lock for a moment.
                 .busy_timeout(Duration::from_secs(10));
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
+            // The writer first: it creates the file and switches it to WAL.
+            let writes = SqlitePoolOptions::new()
+                .max_connections(1)
                 .min_connections(1)
-                .connect_with(options)
+                .connect_with(options.clone())
                 .await
                 .map_err(StoreError::from)?;
-            Pool::Sqlite(pool)
+            // Read-only, so a write that forgot `writes()` fails loudly instead of contending.
+            let reads = SqlitePoolOptions::new()
+                .max_connections(SQLITE_READERS)
+                .min_connections(1)
+                .connect_with(options.create_if_missing(false).read_only(true))
+                .await
+                .map_err(StoreError::from)?;
+            Ok(Self { pool: Pool::Sqlite(reads), writes: Pool::Sqlite(writes), feed: FeedSignal::default() })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(|_| StoreError::UnsupportedUrl)?;
             let pool = PgPoolOptions::new()
@@ -195,11 +214,11 @@ impl Store {
                 .connect_with(options)
                 .await
                 .map_err(StoreError::from)?;
-            Pool::Postgres(pool)
+            let pool = Pool::Postgres(pool);
+            Ok(Self { writes: pool.clone(), pool, feed: FeedSignal::default() })
         } else {
-            return Err(StoreError::UnsupportedUrl);
-        };
-        Ok(Self { pool, feed: FeedSignal::default() })
+            Err(StoreError::UnsupportedUrl)
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -209,13 +228,19 @@ impl Store {
         }
     }
 
+    /// The pool to read from.
     pub(crate) fn pool(&self) -> &Pool {
         &self.pool
     }
 
+    /// The pool to write through (statements outside [`Store::begin`]).
+    pub(crate) fn writes(&self) -> &Pool {
+        &self.writes
+    }
+
     /// Applies the backend's migrations (`migrations/<backend>/`), embedded at build time.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match &self.pool {
+        match &self.writes {
             Pool::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await?,
             Pool::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
         }
@@ -231,7 +256,7 @@ impl Store {
     /// Starts a write transaction. On SQLite it takes the write lock up front (`BEGIN
     /// IMMEDIATE`), so two writers never deadlock upgrading read locks.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        let conn = match &self.pool {
+        let conn = match &self.writes {
             Pool::Sqlite(p) => TxConn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Pool::Postgres(p) => TxConn::Postgres(p.begin().await?),
         };
@@ -239,6 +264,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        on_pool!(&self.pool, p => p.close().await)
+        on_pool!(&self.pool, p => p.close().await);
+        on_pool!(&self.writes, p => p.close().await)
     }
 }
