@@ -85,11 +85,15 @@ async fn publish(c: &Clients, t: &str, body: &str) -> pb::Event {
         })),
         ..Default::default()
     };
-    c.events.clone().publish_event(req).await.unwrap().into_inner().event.unwrap()
+    let mut events = c.events.clone();
+    let published = tokio::time::timeout(Duration::from_secs(20), events.publish_event(req));
+    published.await.expect("publish answers within 20 s").unwrap().into_inner().event.unwrap()
 }
 
 async fn open(c: &Clients, req: pb::WatchEventsRequest) -> Stream {
-    c.events.clone().watch_events(req).await.unwrap().into_inner()
+    let mut events = c.events.clone();
+    let opened = tokio::time::timeout(Duration::from_secs(20), events.watch_events(req));
+    opened.await.expect("WatchEvents answers within 20 s").unwrap().into_inner()
 }
 
 fn after(cursor: &str) -> Option<pb::watch_events_request::Start> {

@@ -321,6 +321,7 @@ impl Dispatcher {
         // Keep what an earlier load learnt, so a reload never doubles the concurrency nor
         // forgets an open circuit.
         let previous = self.targets.lock().expect("targets poisoned").get(destination).map(|t| t.live.clone());
+        let fresh = previous.is_none();
         let live = previous.unwrap_or_else(|| {
             Arc::new(Live {
                 slots: Semaphore::new(spec.max_in_flight.max(1) as usize),
@@ -333,9 +334,16 @@ impl Dispatcher {
         // resume closes it); memory only spares a read per attempt between reloads.
         let health = self.store.destination_health(destination).await?;
         let open_until = if health.circuit == "OPEN" { health.circuit_retry_time.unwrap_or(0) } else { 0 };
+        let mut targets = self.targets.lock().expect("targets poisoned");
+        // Several attempts may have loaded the destination at once: the first one stored wins
+        // the in-memory state, or two token buckets would let twice the rate through.
+        let live = match targets.get(destination) {
+            Some(t) if fresh => t.live.clone(),
+            _ => live,
+        };
         live.open_until.store(open_until, Ordering::Release);
         let target = Arc::new(Target { spec, keys, auth, live, loaded: Instant::now() });
-        self.targets.lock().expect("targets poisoned").insert(destination.to_owned(), target.clone());
+        targets.insert(destination.to_owned(), target.clone());
         Ok(Some(target))
     }
 
@@ -375,7 +383,9 @@ impl Dispatcher {
                 None
             };
             if let Some(until) = until {
-                self.store.extend_lease(id, due.lease_until, until).await?;
+                // Rescheduled rather than held under a lease, so a resume or RetryDelivery can
+                // bring it forward at once.
+                self.store.defer(id, due.lease_until, until).await?;
                 return Ok(());
             }
         }

@@ -232,6 +232,17 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Puts a delivery we hold (`held`) back in the queue, due at `until`, without an attempt
+    /// (its retries are not spent): how an open circuit holds deliveries. `false` when the lease
+    /// is no longer ours.
+    pub async fn defer(&self, id: &str, held: Micros, until: Micros) -> Result<bool, StoreError> {
+        let n = on_pool!(self.writes(), p => sqlx::query(
+            "UPDATE deliveries SET next_attempt_time = $3, lease_until = NULL \
+             WHERE id = $1 AND lease_until = $2 AND next_attempt_time IS NOT NULL")
+            .bind(id).bind(held).bind(until).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
     /// Gives a lease back without an attempt (the destination went away or stopped).
     pub async fn release_lease(&self, id: &str, held: Micros) -> Result<(), StoreError> {
         on_pool!(self.writes(), p => sqlx::query("UPDATE deliveries SET lease_until = NULL WHERE id = $1 AND lease_until = $2")
