@@ -23,6 +23,7 @@ on_both_backends!(
     heartbeats_keep_a_quiet_cursor_fresh,
     a_hundred_watchers_receive_everything,
     shutdown_ends_open_watches,
+    a_lone_event_arrives_without_a_later_commit,
 );
 
 type Stream = tonic::Streaming<pb::WatchEventsResponse>;
@@ -694,4 +695,56 @@ async fn shutdown_ends_open_watches(mut server: TestServer) {
     )
     .await;
     assert!(matches!(next(&mut resumed).await.activity, Some(Activity::Heartbeat(_))));
+}
+
+/// One event and nothing after it (no subscription, so no attempts follow): it must reach a
+/// watcher that opened just before, though no later commit wakes anyone. The hub used to start
+/// its broadcast from a horizon read after such a commit, so the event waited for the next one.
+async fn a_lone_event_arrives_without_a_later_commit(server: TestServer) {
+    let admin = server.admin().await;
+    for round in 0..3 {
+        let project = admin
+            .projects
+            .clone()
+            .create_project(pb::CreateProjectRequest {
+                project: Some(pb::Project { name: format!("lone-{round}"), ..Default::default() }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .project
+            .unwrap()
+            .id;
+        let request = pb::WatchEventsRequest {
+            project_id: project.clone(),
+            kinds: vec![pb::ActivityKind::EventReceived as i32],
+            ..Default::default()
+        };
+        let mut watch = open(&admin, request).await;
+        next(&mut watch).await;
+        let event = admin
+            .events
+            .clone()
+            .publish_event(pb::PublishEventRequest {
+                project_id: project,
+                r#type: "lone".into(),
+                payload: Some(pb::publish_event_request::Payload::Raw(pb::RawPayload {
+                    body: b"{}".to_vec(),
+                    content_type: "application/json".into(),
+                })),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .event
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), items(&mut watch, 1))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the lone event never arrived"));
+        assert_eq!(about(&got[0]), ("event_received", event.id));
+        // Nobody listens for a moment, as between two runs of `loft listen`.
+        drop(watch);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
 }

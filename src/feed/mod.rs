@@ -77,8 +77,12 @@ impl FeedHub {
     /// Follows the log until shutdown.
     pub async fn run(self) {
         let shutdown = self.shutdown.clone();
-        // How far the broadcast has gone; unknown while nobody listens (nothing is read then).
-        let mut position: Option<i64> = None;
+        // How far the broadcast has gone. It must never start past an item a watcher has not
+        // read from the log, or that item would wait for the next commit to be noticed: so it
+        // starts from the horizon at startup, and while nobody listens it keeps up with a
+        // horizon read *before* counting receivers (a watcher that subscribes after the count
+        // reads its own start after that horizon). Items are read only when someone listens.
+        let mut position: Option<i64> = self.store.feed_horizon().await.ok();
         loop {
             tokio::select! {
                 _ = self.store.feed_signal().notified() => {}
@@ -86,7 +90,13 @@ impl FeedHub {
                 _ = shutdown.cancelled() => return,
             }
             if self.batches.receiver_count() == 0 {
-                position = None;
+                // Should someone subscribe meanwhile, or the read fail, the older position
+                // stays: starting early only means reading a little more.
+                if let Ok(horizon) = self.store.feed_horizon().await
+                    && self.batches.receiver_count() == 0
+                {
+                    position = Some(horizon);
+                }
                 continue;
             }
             if let Err(e) = self.advance(&mut position).await {
