@@ -2,10 +2,12 @@
 //!
 //! Modules by concern: `api` (gRPC transport), `http` (HTTP listener), `auth`, `domain`
 //! (resource types that parse), `routing` (patterns, CEL, templates), `signing`, `store`
-//! (SQLite and PostgreSQL), `crypto`; `serve` is the composition root.
+//! (SQLite and PostgreSQL), `crypto`; `serve` is the composition root; `cli` holds the client
+//! commands (`listen`, `tail`, `send`).
 
 pub mod api;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod delivery;

@@ -1,3 +1,5 @@
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::Parser;
 
@@ -7,9 +9,18 @@ use loft::ids::{ApiKeyId, ProjectId};
 use loft::store::{NewApiKey, Store, StoreError};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Listen(args) => loft::cli::listen::run(args).await,
+        Command::Tail(args) => loft::cli::tail::run(args).await,
+        Command::Send(args) => loft::cli::send::run(args).await,
+        command => run_server_command(command).await.map(|()| ExitCode::SUCCESS),
+    }
+}
+
+async fn run_server_command(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve(config) => {
             loft::telemetry::init_logging(if config.dev { LogFormat::Text } else { config.log_format });
             loft::serve::run(config).await
@@ -34,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Listen(_) | Command::Tail(_) | Command::Send(_) => unreachable!("client commands run above"),
     }
 }
 

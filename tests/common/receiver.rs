@@ -15,6 +15,8 @@ use axum::response::{IntoResponse, Response};
 pub struct Received {
     pub method: Method,
     pub path: String,
+    /// The raw query string, without `?`.
+    pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
     pub at: std::time::Instant,
@@ -84,6 +86,7 @@ async fn handle(State(s): State<Shared>, method: Method, uri: Uri, headers: Head
     s.received.lock().unwrap().push(Received {
         method,
         path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
         headers,
         body: body.to_vec(),
         at: std::time::Instant::now(),
