@@ -245,6 +245,37 @@ func TestWatchResumesAfterLastCursor(t *testing.T) {
 	}
 }
 
+// Every stream opens with a heartbeat, so that alone must not reset the
+// backoff: a server that accepts streams and fails them at once gets ever
+// longer delays; a stream that delivers more starts them over.
+func TestWatchBackoffIgnoresTheOpeningHeartbeat(t *testing.T) {
+	unavailable := status.Error(codes.Unavailable, "failing after the heartbeat")
+	feed := &fakeFeed{script: []feedCall{
+		{cursors: []string{"h1"}, end: unavailable},
+		{cursors: []string{"h2"}, end: unavailable},
+		{cursors: []string{"h3"}, end: unavailable},
+		{cursors: []string{"h4", "c5"}, end: unavailable},
+		{cursors: []string{"h6"}},
+	}}
+	client := serve(t, func(s *grpc.Server) { loftv1.RegisterEventServiceServer(s, feed) })
+
+	var delays []time.Duration
+	for item, err := range loft.Watch(context.Background(), client, nil,
+		loft.WithBackoff(time.Millisecond, time.Second),
+		loft.OnRetry(func(_ error, d time.Duration) { delays = append(delays, d) })) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if item.GetCursor() == "h6" {
+			break
+		}
+	}
+	// With ±20 % jitter: 1 ms, 2 ms, 4 ms, then 1 ms again after c5.
+	if len(delays) != 4 || !(delays[0] < delays[1] && delays[1] < delays[2] && delays[3] < delays[1]) {
+		t.Fatalf("delays %v, want growing three times, then starting over", delays)
+	}
+}
+
 func TestWatchStops(t *testing.T) {
 	t.Run("on a permanent error at once", func(t *testing.T) {
 		feed := &fakeFeed{script: []feedCall{{end: status.Error(codes.Unimplemented, "not yet")}}}

@@ -178,8 +178,7 @@ func TestRealServerErrorReasons(t *testing.T) {
 }
 
 // TestRealServerDelivery publishes an event and checks the signed delivery
-// and its attempt. Needs PublishEvent and ListAttempts (issue 4): skips
-// itself while the server answers UNIMPLEMENTED.
+// and its attempt.
 func TestRealServerDelivery(t *testing.T) {
 	s := realServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -189,9 +188,6 @@ func TestRealServerDelivery(t *testing.T) {
 	published, err := s.editor.PublishEvent(ctx, &loftv1.PublishEventRequest{
 		Type: "order.created", Payload: &loftv1.PublishEventRequest_Json{Json: payload},
 	})
-	if status.Code(err) == codes.Unimplemented {
-		t.Skip("PublishEvent is not implemented by the server yet (issue 4)")
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,9 +221,6 @@ func TestRealServerDelivery(t *testing.T) {
 	for len(attempts) == 0 && ctx.Err() == nil {
 		attempts = nil
 		for a, err := range loft.Paginate(ctx, s.editor.ListAttempts, &loftv1.ListAttemptsRequest{EventId: eventID}, (*loftv1.ListAttemptsResponse).GetAttempts) {
-			if status.Code(err) == codes.Unimplemented {
-				t.Skip("ListAttempts is not implemented by the server yet (issue 4)")
-			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -242,8 +235,7 @@ func TestRealServerDelivery(t *testing.T) {
 
 // TestRealServerWatch follows the project's feed from its creation (the
 // destination and subscription made it resource_changed items), then
-// resumes from the first item's cursor. Needs WatchEvents (issue 4): skips
-// itself while the server answers UNIMPLEMENTED.
+// resumes from the first item's cursor.
 func TestRealServerWatch(t *testing.T) {
 	s := realServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -252,13 +244,13 @@ func TestRealServerWatch(t *testing.T) {
 	var first []*loftv1.WatchEventsResponse
 	from := &loftv1.WatchEventsRequest{Start: &loftv1.WatchEventsRequest_StartTime{StartTime: s.created}}
 	for item, err := range loft.Watch(ctx, s.editor, from) {
-		if status.Code(err) == codes.Unimplemented {
-			t.Skip("WatchEvents is not implemented by the server yet (issue 4)")
-		}
 		if err != nil {
 			t.Fatal(err)
 		}
 		if item.GetHeartbeat() == nil {
+			if item.GetResourceChanged() == nil {
+				t.Fatalf("item %v, want resource_changed", item)
+			}
 			first = append(first, item)
 		}
 		if len(first) == 2 {
@@ -277,5 +269,144 @@ func TestRealServerWatch(t *testing.T) {
 			t.Fatalf("resumed at %q, want %q", item.GetCursor(), first[1].GetCursor())
 		}
 		break
+	}
+}
+
+// deliveryKinds are what one published event makes in the feed when its one
+// destination answers 2xx.
+var deliveryKinds = []loftv1.ActivityKind{
+	loftv1.ActivityKind_ACTIVITY_KIND_EVENT_RECEIVED,
+	loftv1.ActivityKind_ACTIVITY_KIND_ATTEMPT_FINISHED,
+	loftv1.ActivityKind_ACTIVITY_KIND_DELIVERY_SUCCEEDED,
+}
+
+// feedKey names a feed item by its kind and event ("" for a heartbeat).
+func feedKey(t *testing.T, s *server, item *loftv1.WatchEventsResponse) string {
+	t.Helper()
+	switch a := item.GetActivity().(type) {
+	case *loftv1.WatchEventsResponse_Heartbeat:
+		return ""
+	case *loftv1.WatchEventsResponse_EventReceived:
+		if a.EventReceived.GetEvent().GetType() != "order.created" {
+			t.Fatalf("event_received %v", a.EventReceived)
+		}
+		return "received " + a.EventReceived.GetEvent().GetId()
+	case *loftv1.WatchEventsResponse_AttemptFinished:
+		if a.AttemptFinished.GetAttempt().GetResponse().GetStatusCode() != http.StatusNoContent {
+			t.Fatalf("attempt_finished %v", a.AttemptFinished)
+		}
+		return "attempt " + a.AttemptFinished.GetAttempt().GetEventId()
+	case *loftv1.WatchEventsResponse_DeliverySucceeded:
+		if a.DeliverySucceeded.GetDelivery().GetDestinationId() != s.destination.GetId() {
+			t.Fatalf("delivery_succeeded %v", a.DeliverySucceeded)
+		}
+		return "succeeded " + a.DeliverySucceeded.GetDelivery().GetEventId()
+	}
+	t.Fatalf("item %v is none of the kinds asked for", item)
+	return ""
+}
+
+// TestRealServerWatchResume follows the feed with loft.Watch while events are
+// published and delivered, stops part-way, publishes more, and resumes from
+// the last cursor: every item arrives exactly once across the two watches.
+func TestRealServerWatchResume(t *testing.T) {
+	s := realServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	want := map[string]bool{}
+	publish := func(n int) {
+		for i := range n {
+			payload, _ := structpb.NewValue(map[string]any{"order": i})
+			published, err := s.editor.PublishEvent(ctx, &loftv1.PublishEventRequest{
+				Type: "order.created", Payload: &loftv1.PublishEventRequest_Json{Json: payload},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := published.GetEvent().GetId()
+			want["received "+id], want["attempt "+id], want["succeeded "+id] = true, true, true
+		}
+	}
+	seen := map[string]bool{}
+	see := func(item *loftv1.WatchEventsResponse) {
+		key := feedKey(t, s, item)
+		if !want[key] {
+			t.Fatalf("unexpected item %s: %v", key, item)
+		}
+		if seen[key] {
+			t.Fatalf("item %s arrived twice", key)
+		}
+		seen[key] = true
+	}
+
+	// From now: the stream opens with a heartbeat, so events published after
+	// it are certain to be in the watch.
+	cursor := ""
+	for item, err := range loft.Watch(ctx, s.editor, &loftv1.WatchEventsRequest{Kinds: deliveryKinds}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if item.GetCursor() == "" {
+			t.Fatalf("item without a cursor: %v", item)
+		}
+		cursor = item.GetCursor()
+		if item.GetHeartbeat() != nil {
+			if len(want) == 0 {
+				publish(2)
+			}
+			continue
+		}
+		see(item)
+		if len(seen) == 4 { // of 6: stop part-way
+			break
+		}
+	}
+
+	publish(2)
+	resume := &loftv1.WatchEventsRequest{Kinds: deliveryKinds, Start: &loftv1.WatchEventsRequest_AfterCursor{AfterCursor: cursor}}
+	opened := false
+	for item, err := range loft.Watch(ctx, s.editor, resume) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !opened {
+			if item.GetHeartbeat() == nil || item.GetCursor() != cursor {
+				t.Fatalf("resumed stream opened with %v, want a heartbeat at %q", item, cursor)
+			}
+			opened = true
+			continue
+		}
+		if item.GetHeartbeat() != nil {
+			continue
+		}
+		see(item)
+		if len(seen) == len(want) {
+			break
+		}
+	}
+	if len(seen) != 12 {
+		t.Fatalf("saw %d items, want 12", len(seen))
+	}
+}
+
+// TestRealServerWatchBadCursor: a malformed cursor ends the watch at once,
+// without retrying, with INVALID_ARGUMENT and reason INVALID_CURSOR.
+func TestRealServerWatchBadCursor(t *testing.T) {
+	s := realServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	bad := &loftv1.WatchEventsRequest{Start: &loftv1.WatchEventsRequest_AfterCursor{AfterCursor: "not-a-cursor"}}
+	var errs []error
+	retry := loft.OnRetry(func(err error, _ time.Duration) { t.Errorf("retried after %v", err) })
+	for item, err := range loft.Watch(ctx, s.editor, bad, retry) {
+		if item != nil {
+			t.Fatalf("item %v from a bad cursor", item)
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) != 1 || status.Code(errs[0]) != codes.InvalidArgument || loft.ErrorReason(errs[0]) != loftv1.ErrorReason_ERROR_REASON_INVALID_CURSOR {
+		t.Fatalf("errors %v, want one INVALID_ARGUMENT with reason INVALID_CURSOR", errs)
 	}
 }

@@ -25,7 +25,9 @@ type watchOptions struct {
 
 // WithBackoff sets the delay before the first reconnection (default 250 ms)
 // and the most it grows to (default 30 s). It doubles after each failure in
-// a row, with ±20 % jitter, and starts over once an item arrives.
+// a row, with ±20 % jitter, and starts over once a stream delivers more than
+// the heartbeat it opens with (a server that accepts streams and then fails
+// them at once still gets the growing delay).
 func WithBackoff(initial, max time.Duration) WatchOption {
 	return func(o *watchOptions) { o.initial, o.ceiling = initial, max }
 }
@@ -41,8 +43,9 @@ func OnRetry(fn func(err error, delay time.Duration)) WatchOption {
 // worth retrying (UNAVAILABLE and other transient codes, or the server
 // ending the stream) it reconnects with backoff and resumes after the last
 // cursor it yielded, so the sequence has no gap and no duplicate across
-// reconnections. Other errors (e.g. OUT_OF_RANGE with reason CURSOR_EXPIRED,
-// PERMISSION_DENIED) and the end of ctx are yielded once and end it.
+// reconnections. Other errors (INVALID_ARGUMENT with reason INVALID_CURSOR,
+// OUT_OF_RANGE with reason CURSOR_EXPIRED, PERMISSION_DENIED,
+// UNAUTHENTICATED…) and the end of ctx are yielded once and end it.
 //
 // req is not modified; its start (after_cursor, start_time or from_now)
 // applies until the first item arrives (a reconnection before that starts
@@ -70,8 +73,12 @@ func Watch(ctx context.Context, events loftv1.EventServiceClient, req *loftv1.Wa
 		req := proto.Clone(req).(*loftv1.WatchEventsRequest)
 		failures := 0
 		for {
+			received := 0
 			err := follow(ctx, events, req, func(item *loftv1.WatchEventsResponse) bool {
-				failures = 0
+				// Every stream opens with a heartbeat; only what follows shows it works.
+				if received++; received > 1 {
+					failures = 0
+				}
 				if c := item.GetCursor(); c != "" {
 					req.Start = &loftv1.WatchEventsRequest_AfterCursor{AfterCursor: c}
 				}

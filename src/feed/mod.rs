@@ -111,7 +111,18 @@ impl FeedHub {
             let horizon = self.store.feed_horizon().await?;
             // A new start broadcasts from the present; watchers that need older items see
             // that the first batch does not start at their cursor and read them from the log.
-            let after = *position.get_or_insert(horizon);
+            let after = match *position {
+                Some(after) => after,
+                None => {
+                    // That first batch is sent now, empty: a watcher that caught up from the log
+                    // just before items committed (while nobody listened, so nothing was read)
+                    // would otherwise wait for the next commit to notice them, which on a quiet
+                    // feed may be long in coming.
+                    let _ = self.batches.send(Arc::new(FeedBatch { after: horizon, upto: horizon, items: Vec::new() }));
+                    *position = Some(horizon);
+                    horizon
+                }
+            };
             if horizon <= after {
                 return Ok(());
             }

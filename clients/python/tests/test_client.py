@@ -65,10 +65,12 @@ class Feed(ev_grpc.EventServiceServicer):
     def __init__(self, script: list[tuple[list[str], Optional[tuple[grpc.StatusCode, str]]]]) -> None:
         self.script = script
         self.requests: list[ev.WatchEventsRequest] = []
+        self.auth: list[Optional[str]] = []
 
     def WatchEvents(self, request: ev.WatchEventsRequest, context: grpc.ServicerContext) -> Iterator[ev.WatchEventsResponse]:
         n = len(self.requests)
         self.requests.append(request)
+        self.auth.append(dict(context.invocation_metadata()).get("authorization"))  # type: ignore[arg-type]
         if n >= len(self.script):
             done = threading.Event()
             context.add_callback(done.set)
@@ -165,6 +167,25 @@ def test_watch_resumes_after_last_cursor(server: tuple[grpc.Server, str]) -> Non
     assert request.after_cursor == "c0"
 
 
+def test_watch_backoff_ignores_the_opening_heartbeat(server: tuple[grpc.Server, str]) -> None:
+    """Every stream opens with a heartbeat, so that alone must not reset the
+    backoff: a server that accepts streams and fails them at once gets ever
+    longer delays; a stream that delivers more starts them over."""
+    srv, addr = server
+    unavailable = (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE")
+    feed = Feed([(["h1"], unavailable), (["h2"], unavailable), (["h3"], unavailable), (["h4", "c5"], unavailable), (["h6"], None)])  # type: ignore[abstract]
+    ev_grpc.add_EventServiceServicer_to_server(feed, srv)
+    srv.start()
+    delays: list[float] = []
+    with loft.Client(addr, tls=False) as client:
+        for item in client.watch(backoff=(0.001, 1.0), on_retry=lambda _, d: delays.append(d)):
+            if item.cursor == "h6":
+                break
+    # With ±20 % jitter: 1 ms, 2 ms, 4 ms, then 1 ms again after c5.
+    assert len(delays) == 4
+    assert delays[0] < delays[1] < delays[2] and delays[3] < delays[1]
+
+
 def test_watch_stops(server: tuple[grpc.Server, str]) -> None:
     srv, addr = server
     feed = Feed([([], (grpc.StatusCode.UNIMPLEMENTED, "INTERNAL")), (["c1", "c2"], None)])  # type: ignore[abstract]
@@ -206,5 +227,7 @@ def test_async_client(server: tuple[grpc.Server, str]) -> None:
             assert got == ["c1", "c2", "c3", "c4", "c5"]
             assert feed.start_cursors() == ["c0", "c2", "c2", "c3"]
             assert loft.error_reason(exc.value) == ErrorReason.ERROR_REASON_CURSOR_EXPIRED
+            # grpc.aio files an interceptor under one kind of call only: streams need their own.
+            assert feed.auth == ["Bearer loft_async"] * 4
 
     asyncio.run(run())

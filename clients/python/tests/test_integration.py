@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import threading
 import time
 from collections.abc import Iterator
+from typing import NoReturn, Optional
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -42,6 +44,7 @@ class Delivery:
 @dataclass
 class Setup:
     editor: loft.Client
+    editor_key: str
     created: timestamp_pb2.Timestamp
     destination: dst.Destination
     secret: str
@@ -84,7 +87,7 @@ def setup(request: pytest.FixtureRequest) -> Iterator[Setup]:
         editor.subscriptions.CreateSubscription(
             subs.CreateSubscriptionRequest(subscription=subs.Subscription(destination_id=created.destination.id, event_types=["order.*"]))
         )
-        yield Setup(editor, project.create_time, created.destination, created.secret, received)
+        yield Setup(editor, key.secret, project.create_time, created.destination, created.secret, received)
     receiver.shutdown()
 
 
@@ -143,17 +146,9 @@ def test_async_client() -> None:
 
 
 def test_delivery(setup: Setup) -> None:
-    """Publish → signed delivery → attempt listed. Needs PublishEvent and
-    ListAttempts (issue 4): skipped while the server answers UNIMPLEMENTED."""
+    """Publish → signed delivery → attempt listed."""
     client = setup.editor
-    payload = struct_pb2.Value()
-    payload.struct_value.update({"order": 42})
-    try:
-        published = client.events.PublishEvent(ev.PublishEventRequest(type="order.created", json=payload))
-    except grpc.RpcError as e:
-        if e.code() == grpc.StatusCode.UNIMPLEMENTED:
-            pytest.skip("PublishEvent is not implemented by the server yet (issue 4)")
-        raise
+    published = client.events.PublishEvent(order_created(42))
     assert published.deliveries_created == 1
     event = published.event
 
@@ -165,35 +160,149 @@ def test_delivery(setup: Setup) -> None:
     deadline = time.monotonic() + 30
     attempts: list[deliveries.Attempt] = []
     while not attempts and time.monotonic() < deadline:
-        try:
-            attempts = list(loft.paginate(client.deliveries.ListAttempts, deliveries.ListAttemptsRequest(event_id=event.id)))
-        except grpc.RpcError as e:
-            if e.code() == grpc.StatusCode.UNIMPLEMENTED:
-                pytest.skip("ListAttempts is not implemented by the server yet (issue 4)")
-            raise
+        attempts = list(loft.paginate(client.deliveries.ListAttempts, deliveries.ListAttemptsRequest(event_id=event.id)))
         time.sleep(0.05)
     assert len(attempts) == 1 and attempts[0].response.status_code == 204
+
+
+def order_created(order: int) -> ev.PublishEventRequest:
+    payload = struct_pb2.Value()
+    payload.struct_value.update({"order": order})
+    return ev.PublishEventRequest(type="order.created", json=payload)
 
 
 def test_watch(setup: Setup) -> None:
     """The project's feed from its creation (the destination and subscription
     made it resource_changed items), then resumed from the first item's
-    cursor. Needs WatchEvents (issue 4): skipped while the server answers
-    UNIMPLEMENTED."""
+    cursor."""
     first: list[ev.WatchEventsResponse] = []
     start = ev.WatchEventsRequest()
     start.start_time.CopyFrom(setup.created)
-    try:
-        for item in setup.editor.watch(start, timeout=30):
-            if item.WhichOneof("activity") != "heartbeat":
-                first.append(item)
-            if len(first) == 2:
-                break
-    except grpc.RpcError as e:
-        if e.code() == grpc.StatusCode.UNIMPLEMENTED:
-            pytest.skip("WatchEvents is not implemented by the server yet (issue 4)")
-        raise
-    for item in setup.editor.watch(ev.WatchEventsRequest(after_cursor=first[0].cursor), timeout=30):
+    for item in setup.editor.watch(start, on_retry=no_retry):
+        if item.WhichOneof("activity") != "heartbeat":
+            assert item.WhichOneof("activity") == "resource_changed"
+            first.append(item)
+        if len(first) == 2:
+            break
+    for item in setup.editor.watch(ev.WatchEventsRequest(after_cursor=first[0].cursor), on_retry=no_retry):
         if item.WhichOneof("activity") != "heartbeat":
             assert item.cursor == first[1].cursor
             break
+
+
+#: What one published event makes in the feed when its one destination answers 2xx.
+DELIVERY_KINDS = [ev.ACTIVITY_KIND_EVENT_RECEIVED, ev.ACTIVITY_KIND_ATTEMPT_FINISHED, ev.ACTIVITY_KIND_DELIVERY_SUCCEEDED]
+
+
+def no_retry(error: Optional[grpc.RpcError], delay: float) -> NoReturn:
+    pytest.fail(f"the watch reconnected after {error!r}; the server is up")
+
+
+class FeedCheck:
+    """The items the events published so far must make, each to arrive once.
+    Every call also checks the test's deadline: heartbeats (every 15 s) bound
+    the wait for it."""
+
+    def __init__(self, destination_id: str) -> None:
+        self.destination_id = destination_id
+        self.want: set[tuple[str, str]] = set()
+        self.seen: set[tuple[str, str]] = set()
+        self.deadline = time.monotonic() + 60
+
+    def published(self, response: ev.PublishEventResponse) -> None:
+        assert response.deliveries_created == 1
+        self.want |= {(kind, response.event.id) for kind in ("event_received", "attempt_finished", "delivery_succeeded")}
+
+    def see(self, item: ev.WatchEventsResponse) -> bool:
+        """Records an item; False for a heartbeat."""
+        assert time.monotonic() < self.deadline, f"timed out with {len(self.seen)} of {len(self.want)} items"
+        assert item.cursor
+        kind = item.WhichOneof("activity")
+        if kind == "heartbeat":
+            return False
+        if kind == "event_received":
+            assert item.event_received.event.type == "order.created"
+            event_id = item.event_received.event.id
+        elif kind == "attempt_finished":
+            assert item.attempt_finished.attempt.response.status_code == 204
+            event_id = item.attempt_finished.attempt.event_id
+        elif kind == "delivery_succeeded":
+            assert item.delivery_succeeded.delivery.destination_id == self.destination_id
+            event_id = item.delivery_succeeded.delivery.event_id
+        else:
+            pytest.fail(f"{kind} is none of the kinds asked for")
+        key = (kind, event_id)
+        assert key in self.want, f"unexpected item {key}"
+        assert key not in self.seen, f"{key} arrived twice"
+        self.seen.add(key)
+        return True
+
+
+def test_watch_and_resume(setup: Setup) -> None:
+    """loft.watch while events are published and delivered; stop part-way,
+    publish more, resume from the last cursor: every item exactly once."""
+    client = setup.editor
+    feed = FeedCheck(setup.destination.id)
+    # From now: the stream opens with a heartbeat, so events published after it are in the watch.
+    cursor = ""
+    for item in client.watch(ev.WatchEventsRequest(kinds=DELIVERY_KINDS), on_retry=no_retry):
+        cursor = item.cursor
+        if not feed.see(item):
+            if not feed.want:
+                for order in (1, 2):
+                    feed.published(client.events.PublishEvent(order_created(order)))
+        elif len(feed.seen) == 4:  # of 6: stop part-way
+            break
+
+    for order in (3, 4):
+        feed.published(client.events.PublishEvent(order_created(order)))
+    items = client.watch(ev.WatchEventsRequest(kinds=DELIVERY_KINDS, after_cursor=cursor), on_retry=no_retry)
+    opening = next(items)
+    assert opening.WhichOneof("activity") == "heartbeat" and opening.cursor == cursor
+    for item in items:
+        if feed.see(item) and feed.seen == feed.want:
+            break
+    assert len(feed.seen) == 12
+
+
+def test_watch_bad_cursor(setup: Setup) -> None:
+    with pytest.raises(grpc.RpcError) as exc:
+        next(setup.editor.watch(ev.WatchEventsRequest(after_cursor="not-a-cursor"), on_retry=no_retry))
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert loft.error_reason(exc.value) == ErrorReason.ERROR_REASON_INVALID_CURSOR
+
+
+def test_watch_and_resume_async(setup: Setup) -> None:
+    """test_watch_and_resume and test_watch_bad_cursor with loft.AsyncClient."""
+
+    async def run() -> None:
+        async with loft.AsyncClient(ADDR, api_key=setup.editor_key, tls=False) as client:
+            feed = FeedCheck(setup.destination.id)
+            cursor = ""
+            async with contextlib.aclosing(client.watch(ev.WatchEventsRequest(kinds=DELIVERY_KINDS), on_retry=no_retry)) as items:
+                async for item in items:
+                    cursor = item.cursor
+                    if not feed.see(item):
+                        if not feed.want:
+                            for order in (1, 2):
+                                feed.published(await client.events.PublishEvent(order_created(order)))
+                    elif len(feed.seen) == 4:
+                        break
+
+            for order in (3, 4):
+                feed.published(await client.events.PublishEvent(order_created(order)))
+            resume = ev.WatchEventsRequest(kinds=DELIVERY_KINDS, after_cursor=cursor)
+            async with contextlib.aclosing(client.watch(resume, on_retry=no_retry)) as items:
+                opening = await anext(items)
+                assert opening.WhichOneof("activity") == "heartbeat" and opening.cursor == cursor
+                async for item in items:
+                    if feed.see(item) and feed.seen == feed.want:
+                        break
+            assert len(feed.seen) == 12
+
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await anext(client.watch(ev.WatchEventsRequest(after_cursor="not-a-cursor"), on_retry=no_retry))
+            assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert loft.error_reason(exc.value) == ErrorReason.ERROR_REASON_INVALID_CURSOR
+
+    asyncio.run(run())

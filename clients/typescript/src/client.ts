@@ -151,7 +151,10 @@ export async function* paginate<Req extends { pageToken?: string }, Res extends 
 // --- the live feed -----------------------------------------------------------------------------
 
 export interface WatchOptions extends CallOptions {
-  /** Delay before the first reconnection, in ms (default 250); doubles up to `maxBackoffMs`. */
+  /**
+   * Delay before the first reconnection, in ms (default 250); doubles (±20 % jitter) up to
+   * `maxBackoffMs`, and starts over once a stream delivers more than the heartbeat it opens with.
+   */
   initialBackoffMs?: number;
   /** The longest delay between reconnections, in ms (default 30 000). */
   maxBackoffMs?: number;
@@ -173,8 +176,8 @@ const retryable = new Set([
  * fresh cursor). When the stream breaks for a reason worth retrying (`Unavailable` and other
  * transient codes, or the server ending the stream) it reconnects with backoff and resumes after
  * the last cursor it yielded: no gap and no duplicate across reconnections. Other errors
- * (`OutOfRange` with reason `CURSOR_EXPIRED`, `PermissionDenied`…) are thrown; so is the abort of
- * `options.signal`.
+ * (`InvalidArgument` with reason `INVALID_CURSOR`, `OutOfRange` with reason `CURSOR_EXPIRED`,
+ * `PermissionDenied`…) are thrown; so is the abort of `options.signal` (as `Canceled`).
  *
  * `request` says where to start (`start: { case: "afterCursor", value: cursor }`, a `startTime`,
  * or from now; a reconnection before the first item starts over from it) and is not modified. To resume across restarts of your program, store the last
@@ -189,14 +192,21 @@ export async function* watch(
   let req = { ...request };
   let failures = 0;
   for (;;) {
+    if (signal?.aborted) {
+      throw ConnectError.from(signal.reason);
+    }
     // One controller per call, so that a consumer who stops early also ends the stream.
     const call = new AbortController();
     const abort = (): void => call.abort(signal?.reason);
     signal?.addEventListener("abort", abort);
     let error: ConnectError | undefined;
+    let received = 0;
     try {
       for await (const item of events.watchEvents(req, { ...callOptions, signal: call.signal })) {
-        failures = 0;
+        // Every stream opens with a heartbeat; only what follows shows that it works.
+        if (++received > 1) {
+          failures = 0;
+        }
         if (item.cursor !== "") {
           req = { ...req, start: { case: "afterCursor", value: item.cursor } };
         }
@@ -221,7 +231,10 @@ export async function* watch(
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    signal?.throwIfAborted();
+    if (signal?.aborted) {
+      reject(ConnectError.from(signal.reason));
+      return;
+    }
     const timer = setTimeout(() => {
       signal?.removeEventListener("abort", onAbort);
       resolve();

@@ -185,6 +185,31 @@ for (const [name, transport] of transports) {
       assert.equal(request.start.value, "c0");
     });
 
+    // Every stream opens with a heartbeat, so that alone must not reset the backoff: a server that
+    // accepts streams and fails them at once gets ever longer delays; a stream that delivers more
+    // starts them over.
+    test("watch's backoff ignores the opening heartbeat", async () => {
+      const loft = createLoftClient(transport());
+      const unavailable = (): ConnectError => loftError(Code.Unavailable, "DATABASE_UNAVAILABLE");
+      fakes.feed = [
+        { cursors: ["h1"], end: unavailable() },
+        { cursors: ["h2"], end: unavailable() },
+        { cursors: ["h3"], end: unavailable() },
+        { cursors: ["h4", "c5"], end: unavailable() },
+        { cursors: ["h6"] },
+      ];
+      const delays: number[] = [];
+      const options = { initialBackoffMs: 1, maxBackoffMs: 1000, onRetry: (_?: ConnectError, d?: number) => delays.push(d!) };
+      for await (const item of watch(loft.events, {}, options)) {
+        if (item.cursor === "h6") {
+          break;
+        }
+      }
+      // With ±20 % jitter: 1 ms, 2 ms, 4 ms, then 1 ms again after c5.
+      assert.equal(delays.length, 4);
+      assert.ok(delays[0] < delays[1] && delays[1] < delays[2] && delays[3] < delays[1], `delays ${delays}`);
+    });
+
     test("watch stops on a permanent error, a break, or an abort", async () => {
       const loft = createLoftClient(transport());
       fakes.feed = [{ cursors: [], end: new ConnectError("not yet", Code.Unimplemented) }];
@@ -211,6 +236,15 @@ for (const [name, transport] of transports) {
         (e: unknown) => e instanceof ConnectError && e.code === Code.Canceled,
       );
       assert.equal(got.length, 1);
+
+      // A signal aborted before the first call: no call at all.
+      fakes.feed = [{ cursors: ["c1"] }];
+      fakes.starts = [];
+      await assert.rejects(
+        watch(loft.events, {}, { signal: AbortSignal.abort() }).next(),
+        (e: unknown) => e instanceof ConnectError && e.code === Code.Canceled,
+      );
+      assert.equal(fakes.starts.length, 0);
     });
   });
 }

@@ -5,9 +5,9 @@
 import assert from "node:assert/strict";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { after, before, describe, test, type TestContext } from "node:test";
+import { after, before, describe, test } from "node:test";
 
-import { fromJson } from "@bufbuild/protobuf";
+import { fromJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { ValueSchema, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 
@@ -15,7 +15,12 @@ import { createGrpcWebTransport, createLoftClient, errorReason, paginate, watch,
 import { ApiKeyRole } from "../src/gen/loft/v1/api_key_service_pb.js";
 import { ErrorReason } from "../src/gen/loft/v1/error_reason_pb.js";
 import type { Attempt } from "../src/gen/loft/v1/delivery_service_pb.js";
-import type { WatchEventsResponse } from "../src/gen/loft/v1/event_service_pb.js";
+import {
+  ActivityKind,
+  type PublishEventRequestSchema,
+  type PublishEventResponse,
+  type WatchEventsResponse,
+} from "../src/gen/loft/v1/event_service_pb.js";
 import { createGrpcTransport } from "../src/node.js";
 import { sign, verify } from "../src/webhooks.js";
 
@@ -140,23 +145,8 @@ for (const [name, transport] of transports) {
       ]);
     });
 
-    // Needs PublishEvent and ListAttempts (issue 4): skips itself while the server answers
-    // UNIMPLEMENTED.
-    test("publish → signed delivery → attempt", async (t: TestContext) => {
-      const unimplemented = (e: unknown): boolean => ConnectError.from(e).code === Code.Unimplemented;
-      let published;
-      try {
-        published = await editor.events.publishEvent({
-          type: "order.created",
-          payload: { case: "json", value: fromJson(ValueSchema, { order: 42 }) },
-        });
-      } catch (e) {
-        if (unimplemented(e)) {
-          t.skip("PublishEvent is not implemented by the server yet (issue 4)");
-          return;
-        }
-        throw e;
-      }
+    test("publish → signed delivery → attempt", async () => {
+      const published = await editor.events.publishEvent(orderCreated(42));
       assert.equal(published.deliveriesCreated, 1);
       const event = published.event!;
 
@@ -168,16 +158,8 @@ for (const [name, transport] of transports) {
       let attempts: Attempt[] = [];
       for (const deadline = Date.now() + 30_000; attempts.length === 0 && Date.now() < deadline; ) {
         attempts = [];
-        try {
-          for await (const a of paginate(editor.deliveries.listAttempts, { eventId: event.id }, (r) => r.attempts)) {
-            attempts.push(a);
-          }
-        } catch (e) {
-          if (unimplemented(e)) {
-            t.skip("ListAttempts is not implemented by the server yet (issue 4)");
-            return;
-          }
-          throw e;
+        for await (const a of paginate(editor.deliveries.listAttempts, { eventId: event.id }, (r) => r.attempts)) {
+          attempts.push(a);
         }
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
@@ -186,33 +168,126 @@ for (const [name, transport] of transports) {
     });
 
     // The project's feed from its creation (the destination and subscription made it
-    // resource_changed items), then resumed from the first item's cursor. Needs WatchEvents
-    // (issue 4): skips itself while the server answers UNIMPLEMENTED.
-    test("watch, then resume from a cursor", async (t: TestContext) => {
+    // resource_changed items), then resumed from the first item's cursor.
+    test("watch from a start time, then resume from a cursor", async () => {
       const signal = AbortSignal.timeout(30_000);
       const first: WatchEventsResponse[] = [];
-      try {
-        for await (const item of watch(editor.events, { start: { case: "startTime", value: created! } }, { signal })) {
-          if (item.activity.case !== "heartbeat") {
-            first.push(item);
-          }
-          if (first.length === 2) {
-            break;
-          }
+      for await (const item of watch(editor.events, { start: { case: "startTime", value: created! } }, { signal, onRetry })) {
+        if (item.activity.case !== "heartbeat") {
+          assert.equal(item.activity.case, "resourceChanged");
+          first.push(item);
         }
-      } catch (e) {
-        if (ConnectError.from(e).code === Code.Unimplemented) {
-          t.skip("WatchEvents is not implemented by the server yet (issue 4)");
-          return;
+        if (first.length === 2) {
+          break;
         }
-        throw e;
       }
-      for await (const item of watch(editor.events, { start: { case: "afterCursor", value: first[0].cursor } }, { signal })) {
+      for await (const item of watch(editor.events, { start: { case: "afterCursor", value: first[0].cursor } }, { signal, onRetry })) {
         if (item.activity.case !== "heartbeat") {
           assert.equal(item.cursor, first[1].cursor);
           break;
         }
       }
     });
+
+    test("watch while events are delivered; stop part-way; resume from the last cursor", async () => {
+      const signal = AbortSignal.timeout(60_000);
+      const feed = new FeedCheck(destinationId);
+      const publish = async (...orders: number[]): Promise<void> => {
+        for (const order of orders) {
+          feed.published(await editor.events.publishEvent(orderCreated(order)));
+        }
+      };
+      // From now: the stream opens with a heartbeat, so events published after it are in the watch.
+      let cursor = "";
+      for await (const item of watch(editor.events, { kinds: deliveryKinds }, { signal, onRetry })) {
+        cursor = item.cursor;
+        if (!feed.see(item)) {
+          if (feed.want.size === 0) {
+            await publish(1, 2);
+          }
+        } else if (feed.seen.size === 4) {
+          break; // of 6: stop part-way
+        }
+      }
+
+      await publish(3, 4);
+      const resume = { kinds: deliveryKinds, start: { case: "afterCursor" as const, value: cursor } };
+      let opened = false;
+      for await (const item of watch(editor.events, resume, { signal, onRetry })) {
+        if (!opened) {
+          assert.equal(item.activity.case, "heartbeat");
+          assert.equal(item.cursor, cursor, "the resumed stream opens at the cursor it resumed from");
+          opened = true;
+        } else if (feed.see(item) && feed.seen.size === feed.want.size) {
+          break;
+        }
+      }
+      assert.equal(feed.seen.size, 12);
+    });
+
+    test("a bad cursor ends the watch with INVALID_CURSOR", async () => {
+      const bad = watch(editor.events, { start: { case: "afterCursor", value: "not-a-cursor" } }, { onRetry });
+      await assert.rejects(bad.next(), (e: unknown) => {
+        assert.equal(ConnectError.from(e).code, Code.InvalidArgument);
+        assert.equal(errorReason(e), ErrorReason.INVALID_CURSOR);
+        return true;
+      });
+    });
   });
+}
+
+function orderCreated(order: number): MessageInitShape<typeof PublishEventRequestSchema> {
+  return { type: "order.created", payload: { case: "json", value: fromJson(ValueSchema, { order }) } };
+}
+
+/** The server is up for these tests: a reconnection means the helper misread an answer. */
+function onRetry(error: ConnectError | undefined): never {
+  assert.fail(`the watch reconnected after ${error?.message ?? "the end of the stream"}`);
+}
+
+/** What one published event makes in the feed when its one destination answers 2xx. */
+const deliveryKinds = [ActivityKind.EVENT_RECEIVED, ActivityKind.ATTEMPT_FINISHED, ActivityKind.DELIVERY_SUCCEEDED];
+
+/** The items the events published so far must make, each to arrive once. */
+class FeedCheck {
+  want = new Set<string>();
+  seen = new Set<string>();
+
+  constructor(private destinationId: string) {}
+
+  published(response: PublishEventResponse): void {
+    assert.equal(response.deliveriesCreated, 1);
+    for (const kind of ["eventReceived", "attemptFinished", "deliverySucceeded"]) {
+      this.want.add(`${kind} ${response.event!.id}`);
+    }
+  }
+
+  /** Records an item; false for a heartbeat. */
+  see(item: WatchEventsResponse): boolean {
+    assert.notEqual(item.cursor, "");
+    let eventId: string;
+    switch (item.activity.case) {
+      case "heartbeat":
+        return false;
+      case "eventReceived":
+        assert.equal(item.activity.value.event?.type, "order.created");
+        eventId = item.activity.value.event!.id;
+        break;
+      case "attemptFinished":
+        assert.equal(item.activity.value.attempt?.response?.statusCode, 204);
+        eventId = item.activity.value.attempt!.eventId;
+        break;
+      case "deliverySucceeded":
+        assert.equal(item.activity.value.delivery?.destinationId, this.destinationId);
+        eventId = item.activity.value.delivery!.eventId;
+        break;
+      default:
+        assert.fail(`${item.activity.case} is none of the kinds asked for`);
+    }
+    const key = `${item.activity.case} ${eventId}`;
+    assert.ok(this.want.has(key), `unexpected item ${key}`);
+    assert.ok(!this.seen.has(key), `${key} arrived twice`);
+    this.seen.add(key);
+    return true;
+  }
 }

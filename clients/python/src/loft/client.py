@@ -17,7 +17,7 @@ import asyncio
 import collections
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Optional, TypeVar, Union, cast, overload
 
 import grpc
@@ -129,13 +129,10 @@ class _Auth(
         return continuation(self._details(client_call_details), request_iterator)
 
 
-class _AsyncAuth(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """:class:`_Auth` for ``grpc.aio`` channels."""
+class _AsyncAuth:
+    """:class:`_Auth` for ``grpc.aio`` channels, one interceptor per kind of
+    call: ``grpc.aio`` files an interceptor under the first kind it implements
+    only, so one class implementing all four would never see a stream."""
 
     def __init__(self, api_key: str) -> None:
         self._api_key = api_key
@@ -145,17 +142,30 @@ class _AsyncAuth(
         metadata.add("authorization", f"Bearer {self._api_key}")
         return grpc.aio.ClientCallDetails(d.method, d.timeout, metadata, d.credentials, d.wait_for_ready)
 
+
+class _AsyncAuthUnaryUnary(_AsyncAuth, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
         return await continuation(self._details(client_call_details), request)
 
+
+class _AsyncAuthUnaryStream(_AsyncAuth, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
         return await continuation(self._details(client_call_details), request)
 
+
+class _AsyncAuthStreamUnary(_AsyncAuth, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
         return await continuation(self._details(client_call_details), request_iterator)
 
+
+class _AsyncAuthStreamStream(_AsyncAuth, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
         return await continuation(self._details(client_call_details), request_iterator)
+
+
+def _async_auth(api_key: str) -> list[grpc.aio.ClientInterceptor]:
+    kinds = (_AsyncAuthUnaryUnary, _AsyncAuthUnaryStream, _AsyncAuthStreamUnary, _AsyncAuthStreamStream)
+    return [kind(api_key) for kind in kinds]
 
 
 class Client:
@@ -198,7 +208,7 @@ class Client:
         self.events = event_service_pb2_grpc.EventServiceStub(channel)
         self.deliveries = delivery_service_pb2_grpc.DeliveryServiceStub(channel)
 
-    def watch(self, request: Optional[WatchEventsRequest] = None, **kwargs: Any) -> Iterator[WatchEventsResponse]:
+    def watch(self, request: Optional[WatchEventsRequest] = None, **kwargs: Any) -> Generator[WatchEventsResponse, None, None]:
         """:func:`watch` on this client's ``events`` service."""
         return watch(self.events, request, **kwargs)
 
@@ -238,7 +248,7 @@ class AsyncClient:
     ) -> None:
         creds = _channel_credentials(tls)
         opts = [*_CHANNEL_OPTIONS, *options]
-        interceptors = [_AsyncAuth(api_key)] if api_key else None
+        interceptors = _async_auth(api_key) if api_key else None
         if creds:
             self.channel = grpc.aio.secure_channel(target, creds, opts, interceptors=interceptors)
         else:
@@ -254,7 +264,7 @@ class AsyncClient:
         self.events = event_service_pb2_grpc.EventServiceStub(channel)
         self.deliveries = delivery_service_pb2_grpc.DeliveryServiceStub(channel)
 
-    def watch(self, request: Optional[WatchEventsRequest] = None, **kwargs: Any) -> AsyncIterator[WatchEventsResponse]:
+    def watch(self, request: Optional[WatchEventsRequest] = None, **kwargs: Any) -> AsyncGenerator[WatchEventsResponse, None]:
         """:func:`watch_async` on this client's ``events`` service."""
         return watch_async(self.events, request, **kwargs)
 
@@ -403,15 +413,16 @@ def watch(
     backoff: tuple[float, float] = (0.25, 30.0),
     on_retry: Optional[OnRetry] = None,
     **kwargs: Any,
-) -> Iterator[WatchEventsResponse]:
+) -> Generator[WatchEventsResponse, None, None]:
     """Follows ``WatchEvents`` and yields every item of the feed, heartbeats
     included (they carry a fresh cursor).
 
     When the stream breaks for a reason worth retrying (``UNAVAILABLE`` and
     other transient codes, or the server ending the stream) it reconnects
     after a backoff and resumes after the last cursor it yielded: no gap and
-    no duplicate across reconnections. Other errors (``OUT_OF_RANGE`` with
-    reason ``CURSOR_EXPIRED``, ``PERMISSION_DENIED``…) are raised.
+    no duplicate across reconnections. Other errors (``INVALID_ARGUMENT``
+    with reason ``INVALID_CURSOR``, ``OUT_OF_RANGE`` with reason
+    ``CURSOR_EXPIRED``, ``PERMISSION_DENIED``…) are raised.
 
     :param request: filters and where to start (``after_cursor``,
         ``start_time``, or from now; a reconnection before the first item
@@ -419,7 +430,8 @@ def watch(
         program, store the last item's ``cursor`` and pass it as
         ``after_cursor``.
     :param backoff: the first delay before reconnecting and the most it
-        doubles up to, in seconds (±20 % jitter; reset when an item arrives).
+        doubles up to, in seconds (±20 % jitter; reset once a stream delivers
+        more than the heartbeat it opens with).
     :param on_retry: called with the error (``None`` when the server ended
         the stream) and the delay before each reconnection.
     """
@@ -430,9 +442,12 @@ def watch(
     while True:
         call = events.WatchEvents(req, **kwargs)
         error: Optional[grpc.RpcError] = None
+        received = 0
         try:
             for item in call:
-                failures = 0
+                received += 1
+                if received > 1:  # every stream opens with a heartbeat; what follows shows it works
+                    failures = 0
                 _resume(req, item.cursor)
                 yield item
         except grpc.RpcError as e:
@@ -455,8 +470,10 @@ async def watch_async(
     backoff: tuple[float, float] = (0.25, 30.0),
     on_retry: Optional[OnRetry] = None,
     **kwargs: Any,
-) -> AsyncIterator[WatchEventsResponse]:
-    """:func:`watch` for :class:`AsyncClient` (``async for``)."""
+) -> AsyncGenerator[WatchEventsResponse, None]:
+    """:func:`watch` for :class:`AsyncClient` (``async for``). Breaking out
+    of the loop leaves the stream open until the generator is closed: wrap it
+    in ``contextlib.aclosing`` to end the call at once."""
     req = WatchEventsRequest()
     if request is not None:
         req.CopyFrom(request)
@@ -464,9 +481,12 @@ async def watch_async(
     while True:
         call = events.WatchEvents(req, **kwargs)
         error: Optional[grpc.RpcError] = None
+        received = 0
         try:
             async for item in call:
-                failures = 0
+                received += 1
+                if received > 1:  # every stream opens with a heartbeat; what follows shows it works
+                    failures = 0
                 _resume(req, item.cursor)
                 yield item
         except grpc.aio.AioRpcError as e:
