@@ -36,23 +36,8 @@ struct Setup {
 }
 
 async fn setup(server: &TestServer) -> Setup {
-    let admin = server.admin().await;
-    let project = admin
-        .projects
-        .clone()
-        .create_project(pb::CreateProjectRequest {
-            project: Some(pb::Project { name: "cli".into(), ..Default::default() }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .project
-        .unwrap()
-        .id;
-    let key = pb::ApiKey { project_id: project, role: pb::ApiKeyRole::Editor as i32, ..Default::default() };
-    let key = admin.keys.clone().create_api_key(pb::CreateApiKeyRequest { api_key: Some(key) }).await.unwrap();
-    let key = key.into_inner().secret;
-    Setup { c: server.clients(&key).await, key, grpc: server.grpc_url() }
+    let p = common::editor_project(server, "cli").await;
+    Setup { c: p.clients, key: p.secret, grpc: server.grpc_url() }
 }
 
 async fn source(s: &Setup, auth: Option<pb::SourceAuth>) -> pb::Source {

@@ -38,23 +38,7 @@ struct Setup {
 
 /// A project, an EDITOR key for it, and a destination on a loopback receiver subscribed to all.
 async fn setup(server: &TestServer) -> Setup {
-    let admin = server.admin().await;
-    let project = admin
-        .projects
-        .clone()
-        .create_project(pb::CreateProjectRequest {
-            project: Some(pb::Project { name: "feed".into(), ..Default::default() }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .project
-        .unwrap()
-        .id;
-    let key = pb::ApiKey { project_id: project.clone(), role: pb::ApiKeyRole::Editor as i32, ..Default::default() };
-    let created = admin.keys.clone().create_api_key(pb::CreateApiKeyRequest { api_key: Some(key) }).await.unwrap();
-    let created = created.into_inner();
-    let c = server.clients(&created.secret).await;
+    let common::EditorProject { project, key_id, clients: c, .. } = common::editor_project(server, "feed").await;
     let receiver = Receiver::start(vec![]).await;
     let destination = c
         .destinations
@@ -74,7 +58,7 @@ async fn setup(server: &TestServer) -> Setup {
         .create_subscription(pb::CreateSubscriptionRequest { subscription: Some(sub), ..Default::default() })
         .await
         .unwrap();
-    Setup { c, project, key_id: created.api_key.unwrap().id, destination, receiver }
+    Setup { c, project, key_id, destination, receiver }
 }
 
 async fn publish(c: &Clients, t: &str, body: &str) -> pb::Event {

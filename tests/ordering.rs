@@ -111,29 +111,8 @@ async fn handle(State(s): State<Arc<ReceiverState>>, body: Bytes) -> StatusCode 
 
 /// A project with an EDITOR key; returns its clients and id.
 async fn project_with_id(server: &TestServer) -> (Clients, String) {
-    let admin = server.admin().await;
-    let project = admin
-        .projects
-        .clone()
-        .create_project(pb::CreateProjectRequest {
-            project: Some(pb::Project { name: "ordering".into(), ..Default::default() }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .project
-        .unwrap()
-        .id;
-    let key = pb::ApiKey { project_id: project.clone(), role: pb::ApiKeyRole::Editor as i32, ..Default::default() };
-    let secret = admin
-        .keys
-        .clone()
-        .create_api_key(pb::CreateApiKeyRequest { api_key: Some(key) })
-        .await
-        .unwrap()
-        .into_inner()
-        .secret;
-    (server.clients(&secret).await, project)
+    let p = common::editor_project(server, "ordering").await;
+    (p.clients, p.project)
 }
 
 async fn project(server: &TestServer) -> Clients {

@@ -77,12 +77,9 @@ impl FeedHub {
     /// Follows the log until shutdown.
     pub async fn run(self) {
         let shutdown = self.shutdown.clone();
-        // How far the broadcast has gone. It must never start past an item a watcher has not
-        // read from the log, or that item would wait for the next commit to be noticed: so it
-        // starts from the horizon at startup, and while nobody listens it keeps up with a
-        // horizon read *before* counting receivers (a watcher that subscribes after the count
-        // reads its own start after that horizon). Items are read only when someone listens.
-        let mut position: Option<i64> = self.store.feed_horizon().await.ok();
+        // How far the broadcast has gone; unknown while nobody listens (nothing is read then,
+        // so commits cost no feed reads when nobody watches).
+        let mut position: Option<i64> = None;
         loop {
             tokio::select! {
                 _ = self.store.feed_signal().notified() => {}
@@ -90,13 +87,7 @@ impl FeedHub {
                 _ = shutdown.cancelled() => return,
             }
             if self.batches.receiver_count() == 0 {
-                // Should someone subscribe meanwhile, or the read fail, the older position
-                // stays: starting early only means reading a little more.
-                if let Ok(horizon) = self.store.feed_horizon().await
-                    && self.batches.receiver_count() == 0
-                {
-                    position = Some(horizon);
-                }
+                position = None;
                 continue;
             }
             if let Err(e) = self.advance(&mut position).await {
@@ -115,9 +106,9 @@ impl FeedHub {
                 Some(after) => after,
                 None => {
                     // That first batch is sent now, empty: a watcher that caught up from the log
-                    // just before items committed (while nobody listened, so nothing was read)
-                    // would otherwise wait for the next commit to notice them, which on a quiet
-                    // feed may be long in coming.
+                    // before items committed while nobody listened sees that it does not start
+                    // at its cursor and reads them from the log, instead of waiting for a later
+                    // commit to notice them (a lone event would never arrive).
                     let _ = self.batches.send(Arc::new(FeedBatch { after: horizon, upto: horizon, items: Vec::new() }));
                     *position = Some(horizon);
                     horizon

@@ -319,3 +319,27 @@ impl Drop for ChildServer {
         let _ = self.child.wait();
     }
 }
+
+/// A new project and an EDITOR key confined to it, with clients that use the key.
+pub struct EditorProject {
+    pub project: String,
+    pub key_id: String,
+    pub secret: String,
+    pub clients: Clients,
+}
+
+pub async fn editor_project(server: &TestServer, name: &str) -> EditorProject {
+    let Clients { mut projects, mut keys, .. } = server.admin().await;
+    let project = loft::proto::Project { name: name.into(), ..Default::default() };
+    let created = projects.create_project(loft::proto::CreateProjectRequest { project: Some(project) });
+    let project = created.await.unwrap().into_inner().project.unwrap().id;
+    let key = loft::proto::ApiKey {
+        project_id: project.clone(),
+        role: loft::proto::ApiKeyRole::Editor as i32,
+        ..Default::default()
+    };
+    let created = keys.create_api_key(loft::proto::CreateApiKeyRequest { api_key: Some(key) });
+    let created = created.await.unwrap().into_inner();
+    let clients = server.clients(&created.secret).await;
+    EditorProject { project, key_id: created.api_key.unwrap().id, secret: created.secret, clients }
+}
