@@ -282,8 +282,13 @@ async fn listen_forwards_and_resumes_without_repeats(server: TestServer) {
 
     let listen = Running::spawn(&args, &s.key);
     listen.connected().await;
-    // The opening position is saved at once, so even a first run that stops early resumes.
-    assert!(std::fs::read_to_string(&cursor_file).is_ok_and(|c| !c.is_empty()));
+    // The opening position is saved before any event, so even a first run that stops early resumes.
+    // ("Connected" is printed as the opening heartbeat arrives; the save, with its fsync, follows.)
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read_to_string(&cursor_file).is_ok_and(|c| !c.is_empty()) {
+        assert!(Instant::now() < deadline, "no cursor saved after the opening heartbeat");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let headers = [("content-type", "application/json"), ("x-custom", "a"), ("x-custom", "b")];
     let mut sent = Vec::new();
