@@ -26,7 +26,7 @@ use crate::ids::ApiKeyId;
 use crate::ingest::Ingest;
 use crate::intake::Intake;
 use crate::routing::router::Router;
-use crate::store::{Backend, EventWrite, GroupWriter, NewApiKey, Store, WriteOutcome};
+use crate::store::{Backend, GroupWriter, NewApiKey, Store};
 use crate::timeutil::now_micros;
 
 /// How often the database is pinged to drive health and readiness.
@@ -75,16 +75,6 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
     let router = Router::new(store.clone());
     let wake = Wake::default();
-    // Fresh deliveries wake the dispatcher the moment their transaction commits.
-    let on_commit = {
-        let wake = wake.clone();
-        move |committed: &[(EventWrite, WriteOutcome)]| {
-            if committed.iter().any(|(w, o)| *o == WriteOutcome::Stored && !w.deliveries.is_empty()) {
-                wake.notify();
-            }
-        }
-    };
-    let (writer, writer_task) = GroupWriter::start(store.clone(), on_commit);
     let url_policy = UrlPolicy {
         allow_http: config.allow_http_destinations || dev,
         allow_private: config.allow_private_destinations || dev,
@@ -94,6 +84,8 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
     let disable_after = Duration::from_secs(config.disable_failing_destinations_after);
     let dispatcher =
         Dispatcher::new(store.clone(), sender, cipher.clone(), router.clone(), wake.clone(), disable_after);
+    // Fresh deliveries go to the dispatcher the moment their transaction commits.
+    let (writer, writer_task) = GroupWriter::start(store.clone(), dispatcher.fresh_deliveries());
     let intake = Intake::new(writer, router);
     let ingest = Ingest::new(store.clone(), cipher.clone(), intake.clone());
     let shutdown = CancellationToken::new();

@@ -625,11 +625,7 @@ mod breaker {
                 .await
                 .unwrap();
         assert_eq!(resumed.into_inner().destination.unwrap().circuit, pb::CircuitState::Closed as i32);
-        s.c.deliveries
-            .clone()
-            .retry_delivery(pb::RetryDeliveryRequest { delivery_id: d.id.clone(), ..Default::default() })
-            .await
-            .unwrap();
+        // Released by the resume alone, at once: nothing else asks for it.
         let done = delivery_in(&s, &event.id, pb::DeliveryState::Succeeded).await;
         assert_eq!(done.attempt_count, 11);
         let dst = s.c.destinations.clone().get_destination(get).await.unwrap().into_inner().destination.unwrap();
@@ -661,4 +657,82 @@ mod breaker {
         tokio::time::sleep(Duration::from_millis(1200)).await;
         assert_eq!(receiver.received().len(), sent, "a disabled destination is sent nothing");
     }
+}
+
+/// Fresh deliveries go from memory (DESIGN §3): once this node has loaded the destination, each
+/// new delivery is leased by the transaction that stores it and sent without a claim. Counted
+/// by the server's own `/metrics`: a child process, so no other test adds to them.
+async fn fresh_deliveries_go_from_memory(backend: common::Backend) {
+    let (url, _dir) = common::fresh_database(backend).await;
+    let server = common::ChildServer::spawn(&url).await;
+    let c = server.clients(common::ADMIN_KEY).await;
+    let project = c
+        .projects
+        .clone()
+        .create_project(pb::CreateProjectRequest {
+            project: Some(pb::Project { name: "fresh".into(), ..Default::default() }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .project
+        .unwrap()
+        .id;
+    let receiver = Receiver::start(vec![]).await;
+    let destination = c
+        .destinations
+        .clone()
+        .create_destination(pb::CreateDestinationRequest {
+            project_id: project.clone(),
+            destination: Some(pb::Destination { url: receiver.url.clone(), ..Default::default() }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .destination
+        .unwrap();
+    let sub = pb::Subscription { destination_id: destination.id.clone(), ..Default::default() };
+    c.subscriptions
+        .clone()
+        .create_subscription(pb::CreateSubscriptionRequest { project_id: project.clone(), subscription: Some(sub) })
+        .await
+        .unwrap();
+    const EVENTS: usize = 11;
+    let mut published = Vec::new();
+    for n in 0..EVENTS {
+        let req = pb::PublishEventRequest {
+            project_id: project.clone(),
+            r#type: "invoice.paid".into(),
+            payload: Some(pb::publish_event_request::Payload::Raw(pb::RawPayload {
+                body: format!(r#"{{"n":{n}}}"#).into_bytes(),
+                content_type: "application/json".into(),
+            })),
+            ..Default::default()
+        };
+        published.push(c.events.clone().publish_event(req).await.unwrap().into_inner().event.unwrap().id);
+        receiver.wait_for(n + 1, Duration::from_secs(10)).await;
+    }
+    let got: Vec<String> = receiver.received().iter().map(|r| r.header("webhook-id").to_owned()).collect();
+    assert_eq!(got, published, "each delivered once, in publish order");
+
+    let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
+    let started = |via: &str| -> u64 {
+        let series = format!("loft_attempts_started_total{{via=\"{via}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(series.as_str())).map_or(0, |v| v.trim().parse().unwrap())
+    };
+    let (memory, claim) = (started("memory"), started("claim"));
+    assert_eq!(memory + claim, EVENTS as u64, "{metrics}");
+    // The first delivery loads the destination through a claim; the rest skip it (a stall of
+    // more than the 2 s settings cache between two events could add one more claim).
+    assert!(memory >= EVENTS as u64 - 2, "only {memory} of {EVENTS} went from memory");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_deliveries_go_from_memory_sqlite() {
+    fresh_deliveries_go_from_memory(common::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_deliveries_go_from_memory_postgres() {
+    fresh_deliveries_go_from_memory(common::Backend::Postgres).await;
 }

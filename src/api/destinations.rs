@@ -319,6 +319,12 @@ impl Destinations {
         ];
         audit::record(store, &mut tx, &cx.project.to_string(), &items).await?;
         tx.commit().await?;
+        // Fresh deliveries must not be handed over on the state this node knew before; a
+        // resume releases what the pause or the open circuit held.
+        self.0.dispatcher.forget();
+        if state == "ACTIVE" {
+            self.0.wake.notify();
+        }
         Ok(destination_proto(&d, &health))
     }
 }

@@ -41,10 +41,12 @@ impl Cx<'_> {
     }
 
     /// After a change to what routes events (subscriptions, templates, the catalog, project
-    /// settings): this node's routing table is rebuilt on next use.
+    /// settings, destinations): this node's routing table is rebuilt and destination settings
+    /// are reloaded on next use.
     pub fn routing_changed(&self) {
         self.state.intake.router().invalidate(self.project);
         self.state.ingest.invalidate();
+        self.state.dispatcher.forget();
     }
 }
 

@@ -1,34 +1,38 @@
 //! The dispatcher: claims due deliveries under a lease, sends them with per-destination
 //! concurrency limits, judges the outcome and records it.
 //!
-//! The database is the source of truth. Fresh deliveries wake the dispatcher as soon as their
-//! transaction commits (no polling delay); otherwise it polls for what came due (retries, work
-//! of a crashed node whose lease expired, deliveries held until `deliver_time`). A claim leases
-//! the delivery; the lease covers the whole attempt, so another node never sends it at the same
-//! time, and a node that dies mid-attempt leaves a lease that simply expires.
+//! The database is the source of truth. Fresh deliveries go straight from memory: as a batch of
+//! accepted events commits, the dispatcher leases (in that same transaction) those it can start
+//! at once, and sends them from the writes it already holds once the commit is done — no claim,
+//! no read back ([`FreshDeliveries`]). Everything else is claimed: the rest of a batch wakes the
+//! claim loop as soon as it commits, and a poll finds what came due later (retries, work of a
+//! crashed node whose lease expired, deliveries held until `deliver_time`). A lease covers the
+//! whole attempt, so another node never sends the delivery at the same time, and a node that
+//! dies mid-attempt leaves a lease that simply expires.
 //!
 //! Claims are fair: each takes the head of every ORDERED destination that has nothing in flight,
 //! and from every other destination at most what this node can start soon (its free
 //! `max_in_flight` slots, and the rate-limit tokens it will have within [`PACE_HORIZON`]),
 //! round-robin across destinations (see `store::dialect`). One destination's backlog, slow
 //! receiver or rate limit thus never fills the node, and nothing claimed waits out its lease in
-//! memory. A finished attempt wakes the claim loop, so freed slots are refilled at once.
+//! memory. A finished attempt wakes the claim loop when the database may hold more, so freed
+//! slots are refilled at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::outcome::{Verdict, judge};
 use super::sender::{AttemptRecord, OutboundRequest, Sender};
 use crate::crypto::Cipher;
 use crate::domain::breaker::Transition;
-use crate::domain::destination::{DEFAULT_TIMEOUT_MS, DestinationAuth, DestinationSpec};
+use crate::domain::destination::{self, DEFAULT_TIMEOUT_MS, DestinationAuth, DestinationSpec};
 use crate::domain::headers::is_hop_by_hop;
 use crate::domain::retry::RetryPolicy;
 use crate::ids::{AttemptId, DestinationId, ProjectId};
@@ -36,9 +40,10 @@ use crate::intake::InboundRequest;
 use crate::routing::router::Router;
 use crate::signing::{DestinationKey, standard};
 use crate::store::{
-    AttemptResult, AttemptWriter, DueDelivery, HealthChange, NewActivity, NewAttempt, Store, StoreError,
+    AttemptResult, AttemptWriter, CommitHook, DueDelivery, EventBatch, EventWrite, HealthChange, NewActivity,
+    NewAttempt, Store, StoreError, WriteOutcome,
 };
-use crate::timeutil::{now_micros, to_micros};
+use crate::timeutil::{Micros, now_micros, to_micros};
 
 /// How long a claim holds a delivery. It covers an attempt that starts within a few seconds of
 /// its claim and runs the default timeout, so the common attempt needs no lease write of its
@@ -82,7 +87,30 @@ struct Target {
     /// The auth header and its value; the value is redacted in the attempt log.
     auth: Option<(String, String)>,
     live: Arc<Live>,
+    /// Not paused nor disabled when loaded.
+    active: bool,
     loaded: Instant,
+    /// [`Dispatcher::forget`]'s count when loaded.
+    generation: u64,
+}
+
+impl Target {
+    fn ordered(&self) -> bool {
+        self.spec.ordering == destination::Ordering::Ordered
+    }
+
+    /// How many more of its deliveries this node may take on now, given what it holds: free
+    /// `max_in_flight` slots, and for a rate limit the tokens due within [`PACE_HORIZON`] that
+    /// taken deliveries do not already wait for.
+    fn cap(&self, held: Option<&Backlog>) -> u32 {
+        let (claimed, unpaced) = held.map_or((0, 0), |b| (b.claimed, b.unpaced));
+        let mut cap = self.spec.max_in_flight.max(1).saturating_sub(claimed);
+        if let Some(limit) = self.spec.rate_limit {
+            let soon = self.live.tokens(limit) + f64::from(limit.per_second) * PACE_HORIZON.as_secs_f64();
+            cap = cap.min((soon.floor() as u32).saturating_sub(unpaced));
+        }
+        cap
+    }
 }
 
 /// Kept across reloads of a destination's settings.
@@ -146,7 +174,11 @@ struct ClaimGuard {
 
 impl ClaimGuard {
     fn new(backlogs: &Backlogs, destination: &str) -> Self {
-        let mut all = backlogs.lock().expect("backlogs poisoned");
+        Self::counted(backlogs, &mut backlogs.lock().expect("backlogs poisoned"), destination)
+    }
+
+    /// Counts the delivery in `all`, the locked `backlogs`.
+    fn counted(backlogs: &Backlogs, all: &mut HashMap<String, Backlog>, destination: &str) -> Self {
         let b = all.entry(destination.to_owned()).or_default();
         b.claimed += 1;
         b.unpaced += 1;
@@ -189,9 +221,24 @@ pub struct Dispatcher {
     wake: Wake,
     in_flight: Arc<Semaphore>,
     targets: Arc<Mutex<HashMap<String, Arc<Target>>>>,
+    /// Bumped by [`Dispatcher::forget`]: targets loaded before are reloaded before their next use.
+    generation: Arc<AtomicU64>,
     backlogs: Backlogs,
+    /// The database may hold deliveries due now that the last claim left (a destination was at
+    /// its cap, the claim was full, or a commit could not hand everything over): a finished
+    /// attempt then wakes the claim loop. Otherwise a finished attempt has nothing to refill
+    /// and the claim, a write transaction, is spared.
+    left_behind: Arc<AtomicBool>,
     /// A destination failing continuously this long is disabled.
     disable_after: Duration,
+}
+
+/// What an attempt starts from.
+enum Work {
+    /// Claimed from the database: read it first.
+    Claimed(String),
+    /// Handed over from memory by the commit that stored it.
+    Fresh(Box<DueDelivery>),
 }
 
 impl Dispatcher {
@@ -203,7 +250,7 @@ impl Dispatcher {
         wake: Wake,
         disable_after: Duration,
     ) -> Self {
-        let (attempts, _) = AttemptWriter::start(store.clone(), |_| {});
+        let (attempts, _) = AttemptWriter::start(store.clone(), ());
         Self {
             disable_after,
             attempts,
@@ -214,8 +261,40 @@ impl Dispatcher {
             wake,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             targets: Arc::default(),
+            generation: Arc::default(),
             backlogs: Arc::default(),
+            left_behind: Arc::default(),
         }
+    }
+
+    /// Destination settings or state changed on this node: reload them before sending again
+    /// (and before handing fresh deliveries over, which must not outrun a pause or a switch to
+    /// ORDERED). Another node's changes are seen within [`DESTINATION_TTL`].
+    pub fn forget(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The hook of the event writer that hands fresh deliveries over.
+    pub fn fresh_deliveries(&self) -> FreshDeliveries {
+        FreshDeliveries(self.clone())
+    }
+
+    /// Starts one attempt; `permit` is its place among the node's attempts in flight.
+    fn spawn_attempt(&self, work: Work, guard: ClaimGuard, permit: OwnedSemaphorePermit) {
+        let via = if matches!(work, Work::Fresh(_)) { "memory" } else { "claim" };
+        metrics::counter!("loft_attempts_started_total", "via" => via).increment(1);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let destination = guard.destination.clone();
+            this.attempt(work, guard).await;
+            drop(permit);
+            // A slot is free: refill it if the database holds more, or, for an ORDERED
+            // destination, let the next one go.
+            let ordered = this.targets.lock().expect("targets poisoned").get(&destination).is_none_or(|t| t.ordered());
+            if ordered || this.left_behind.load(Ordering::Acquire) {
+                this.wake.notify();
+            }
+        });
     }
 
     /// Claims and sends until `shutdown`; then waits for the attempts in flight to be recorded.
@@ -226,14 +305,23 @@ impl Dispatcher {
             }
             let room = self.in_flight.available_permits().min(CLAIM_BATCH as usize) as u32;
             let claimed = if room == 0 {
+                self.left_behind.store(true, Ordering::Release);
                 Vec::new()
             } else {
                 let now = now_micros();
                 let caps = self.caps();
+                // Cleared before the claim reads, so a commit that leaves work after it is seen.
+                self.left_behind.store(false, Ordering::Release);
                 match self.store.claim_due(now, now + LEASE.as_micros() as i64, room, &caps, UNKNOWN_CAP).await {
-                    Ok(claimed) => claimed,
+                    Ok(claimed) => {
+                        if !claimed.is_empty() || caps.iter().any(|c| c.1 == 0) {
+                            self.left_behind.store(true, Ordering::Release);
+                        }
+                        claimed
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "claiming due deliveries failed");
+                        self.left_behind.store(true, Ordering::Release);
                         Vec::new()
                     }
                 }
@@ -242,13 +330,7 @@ impl Dispatcher {
             for claim in claimed {
                 let guard = ClaimGuard::new(&self.backlogs, &claim.destination_id);
                 let permit = self.in_flight.clone().acquire_owned().await.expect("semaphore never closed");
-                let this = self.clone();
-                tokio::spawn(async move {
-                    this.attempt(&claim.id, guard).await;
-                    drop(permit);
-                    // A slot is free (for an ORDERED destination: the next may go).
-                    this.wake.notify();
-                });
+                self.spawn_attempt(Work::Claimed(claim.id), guard, permit);
             }
             if full {
                 continue;
@@ -272,13 +354,7 @@ impl Dispatcher {
         let targets = self.targets.lock().expect("targets poisoned");
         let mut caps = Vec::with_capacity(targets.len() + backlogs.len());
         for (destination, t) in targets.iter() {
-            let (claimed, unpaced) = backlogs.get(destination).map_or((0, 0), |b| (b.claimed, b.unpaced));
-            let mut cap = t.spec.max_in_flight.max(1).saturating_sub(claimed);
-            if let Some(limit) = t.spec.rate_limit {
-                let soon = t.live.tokens(limit) + f64::from(limit.per_second) * PACE_HORIZON.as_secs_f64();
-                cap = cap.min((soon.floor() as u32).saturating_sub(unpaced));
-            }
-            caps.push((destination.clone(), cap));
+            caps.push((destination.clone(), t.cap(backlogs.get(destination))));
         }
         for (destination, b) in backlogs.iter() {
             if !targets.contains_key(destination) {
@@ -288,12 +364,18 @@ impl Dispatcher {
         caps
     }
 
+    /// Whether a loaded target may be used as it is.
+    fn current(&self, t: &Target) -> bool {
+        t.loaded.elapsed() < DESTINATION_TTL && t.generation == self.generation.load(Ordering::Acquire)
+    }
+
     async fn target(&self, project: &str, destination: &str) -> Result<Option<Arc<Target>>, StoreError> {
         if let Some(t) = self.targets.lock().expect("targets poisoned").get(destination)
-            && t.loaded.elapsed() < DESTINATION_TTL
+            && self.current(t)
         {
             return Ok(Some(t.clone()));
         }
+        let generation = self.generation.load(Ordering::Acquire);
         let (Ok(project_id), Ok(id)) = (project.parse::<ProjectId>(), destination.parse::<DestinationId>()) else {
             return Ok(None);
         };
@@ -342,25 +424,34 @@ impl Dispatcher {
             _ => live,
         };
         live.open_until.store(open_until, Ordering::Release);
-        let target = Arc::new(Target { spec, keys, auth, live, loaded: Instant::now() });
+        let active = health.state == "ACTIVE";
+        let target = Arc::new(Target { spec, keys, auth, live, active, loaded: Instant::now(), generation });
         targets.insert(destination.to_owned(), target.clone());
         Ok(Some(target))
     }
 
     /// One attempt of one claimed delivery, recorded. Errors are logged: the lease then
     /// expires and the delivery is attempted again, so nothing is lost.
-    async fn attempt(&self, id: &str, mut guard: ClaimGuard) {
-        if let Err(e) = self.try_attempt(id, &mut guard).await {
+    async fn attempt(&self, work: Work, mut guard: ClaimGuard) {
+        let id = match &work {
+            Work::Claimed(id) => id.clone(),
+            Work::Fresh(due) => due.id.clone(),
+        };
+        if let Err(e) = self.try_attempt(work, &mut guard).await {
             tracing::warn!(delivery = id, error = %e, "attempt not recorded; it will be retried when its lease expires");
         }
     }
 
-    async fn try_attempt(&self, id: &str, guard: &mut ClaimGuard) -> Result<(), StoreError> {
-        let due = match self.store.due_delivery(id).await {
-            Ok(d) => d,
-            Err(StoreError::NotFound) => return Ok(()),
-            Err(e) => return Err(e),
+    async fn try_attempt(&self, work: Work, guard: &mut ClaimGuard) -> Result<(), StoreError> {
+        let due = match work {
+            Work::Fresh(due) => *due,
+            Work::Claimed(id) => match self.store.due_delivery(&id).await {
+                Ok(d) => d,
+                Err(StoreError::NotFound) => return Ok(()),
+                Err(e) => return Err(e),
+            },
         };
+        let id = due.id.as_str();
         let Some(target) = self.target(&due.project_id, &due.destination_id).await? else {
             // The destination was deleted after the delivery was created.
             return self.record(&due, None, "destination no longer exists", None, false).await.map(|_| ());
@@ -618,6 +709,88 @@ impl Dispatcher {
             }
         }
         Ok(attempt_id)
+    }
+}
+
+/// The event writer's hook that sends fresh deliveries from memory (DESIGN §3).
+///
+/// Before a batch commits, each delivery due now whose destination this node has loaded (and
+/// found active, UNORDERED, with a closed circuit) and can start at once (a free place among the
+/// node's attempts, the destination's cap) is leased in the batch's own transaction. After the
+/// commit, those of stored events are sent from the writes themselves; the others are released.
+/// Whatever was not taken waits in the database for the claim loop, which the commit wakes. A
+/// failed commit stores no lease; one that is lost with the node expires like any other.
+pub struct FreshDeliveries(Dispatcher);
+
+/// A delivery leased by [`FreshDeliveries::before`]: `(write, delivery)` indexes, its place in
+/// flight and in its destination's backlog.
+pub struct Taken(Vec<(usize, usize, ClaimGuard, OwnedSemaphorePermit)>);
+
+impl CommitHook<EventBatch> for FreshDeliveries {
+    type Taken = Taken;
+
+    fn before(&self, batch: &mut [EventWrite], now: Micros) -> Taken {
+        let d = &self.0;
+        let mut taken = Vec::new();
+        let targets = d.targets.lock().expect("targets poisoned");
+        let mut backlogs = d.backlogs.lock().expect("backlogs poisoned");
+        for (w, write) in batch.iter_mut().enumerate() {
+            for (i, delivery) in write.deliveries.iter_mut().enumerate() {
+                if delivery.next_attempt_time.is_none_or(|t| t > now) {
+                    continue; // held, or not due yet
+                }
+                let Some(target) = targets.get(&delivery.destination_id) else { continue };
+                let sendable = target.active && !target.ordered() && target.live.open_until.load(Ordering::Acquire) == 0;
+                if !sendable || !d.current(target) || target.cap(backlogs.get(&delivery.destination_id)) == 0 {
+                    continue;
+                }
+                let Ok(permit) = d.in_flight.clone().try_acquire_owned() else { break };
+                delivery.lease_until = Some(now + LEASE.as_micros() as i64);
+                let guard = ClaimGuard::counted(&d.backlogs, &mut backlogs, &delivery.destination_id);
+                taken.push((w, i, guard, permit));
+            }
+        }
+        Taken(taken)
+    }
+
+    fn after(&self, batch: Vec<EventWrite>, committed: &[Option<WriteOutcome>], taken: Taken) {
+        let d = &self.0;
+        let stored = |w: usize| committed[w] == Some(WriteOutcome::Stored);
+        let handed = taken.0.iter().filter(|t| stored(t.0)).count();
+        let fresh = batch.iter().enumerate().filter(|(w, _)| stored(*w)).map(|(_, w)| w.deliveries.len()).sum::<usize>();
+        // Leases of writes that did not commit were never stored: dropping releases them.
+        for (w, i, guard, permit) in taken.0 {
+            if stored(w) {
+                d.spawn_attempt(Work::Fresh(Box::new(due_from(&batch[w], i))), guard, permit);
+            }
+        }
+        if fresh > handed {
+            d.left_behind.store(true, Ordering::Release);
+            d.wake.notify();
+        }
+    }
+}
+
+/// A delivery as it was just stored, with its event: what a claim would have read back.
+fn due_from(write: &EventWrite, i: usize) -> DueDelivery {
+    let (e, d) = (&write.event, &write.deliveries[i]);
+    DueDelivery {
+        id: d.id.clone(),
+        project_id: e.project_id.clone(),
+        event_id: e.id.clone(),
+        subscription_id: d.subscription_id.clone(),
+        destination_id: d.destination_id.clone(),
+        attempt_count: 0,
+        lease_until: d.lease_until.unwrap_or_default(),
+        body: d.body.clone(),
+        content_type: d.content_type.clone(),
+        forward_headers: d.forward_headers,
+        event_type: e.event_type.clone(),
+        event_source_id: e.source_id.clone(),
+        event_body: e.body.clone(),
+        event_content_type: e.content_type.clone(),
+        event_request: e.request.clone(),
+        receive_time: e.receive_time,
     }
 }
 

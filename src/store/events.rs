@@ -40,6 +40,8 @@ pub struct NewDelivery {
     pub destination_id: String,
     /// `None` holds the delivery (paused source) until it is released.
     pub next_attempt_time: Option<Micros>,
+    /// Set when this node leases the delivery as it is stored, to send it from memory.
+    pub lease_until: Option<Micros>,
     pub body: Option<Vec<u8>>,
     pub content_type: Option<String>,
     pub forward_headers: bool,
@@ -191,8 +193,8 @@ impl Store {
         );
         static DELIVERIES: MultiRow = MultiRow::new(
             "deliveries (id, project_id, event_id, subscription_id, destination_id, state, next_attempt_time, \
-             body, content_type, forward_headers, replay_of, create_time, update_time)",
-            13,
+             lease_until, body, content_type, forward_headers, replay_of, create_time, update_time)",
+            14,
         );
         let mut rest = stored;
         for (sql, n) in EVENTS.plan(stored.len()) {
@@ -219,7 +221,7 @@ impl Store {
                 let mut q = sqlx::query(sql);
                 for (e, d) in chunk {
                     q = q.bind(&d.id).bind(&e.project_id).bind(&e.id).bind(&d.subscription_id).bind(&d.destination_id)
-                        .bind("PENDING").bind(d.next_attempt_time).bind(&d.body).bind(&d.content_type)
+                        .bind("PENDING").bind(d.next_attempt_time).bind(d.lease_until).bind(&d.body).bind(&d.content_type)
                         .bind(d.forward_headers).bind(&d.replay_of).bind(now).bind(now);
                 }
                 q.execute(c).await.map(|_| ())?

@@ -38,7 +38,7 @@ pub use events::{
 };
 pub use feed::{FeedRow, FeedSignal};
 pub use projects::ProjectRecord;
-pub use writer::{AttemptWriter, GroupWriter};
+pub use writer::{AttemptWriter, CommitHook, Events as EventBatch, GroupWriter};
 
 /// Runs `$body` with `$p` bound to the configured pool, once per backend.
 macro_rules! on_pool {

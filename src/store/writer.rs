@@ -79,15 +79,29 @@ impl<B: Batch> Clone for Writer<B> {
     }
 }
 
+/// What runs around each batch's transaction, on the writer task: `before` may adjust the writes
+/// (the dispatcher leases the fresh deliveries it will send from memory) and returns what it
+/// took; `after` gets the writes, the outcome of each that committed (`None`: it failed) and
+/// that. Both must be quick: the next batch waits for them.
+pub trait CommitHook<B: Batch>: Send + 'static {
+    type Taken: Send;
+    fn before(&self, batch: &mut [B::Write], now: Micros) -> Self::Taken;
+    fn after(&self, batch: Vec<B::Write>, committed: &[Option<B::Outcome>], taken: Self::Taken);
+}
+
+/// No hook.
+impl<B: Batch> CommitHook<B> for () {
+    type Taken = ();
+    fn before(&self, _: &mut [B::Write], _: Micros) {}
+    fn after(&self, _: Vec<B::Write>, _: &[Option<B::Outcome>], (): ()) {}
+}
+
 impl<B: Batch> Writer<B> {
     /// Starts the writer task; it ends when every clone is dropped, after committing what was
-    /// queued. `on_commit` runs after each committed batch with what it committed.
-    pub fn start(
-        store: Store,
-        on_commit: impl Fn(&[(B::Write, B::Outcome)]) + Send + 'static,
-    ) -> (Self, JoinHandle<()>) {
+    /// queued.
+    pub fn start(store: Store, hook: impl CommitHook<B>) -> (Self, JoinHandle<()>) {
         let (queue, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run::<B>(store, rx, on_commit));
+        let task = tokio::spawn(run::<B, _>(store, rx, hook));
         (Self { queue }, task)
     }
 
@@ -99,26 +113,20 @@ impl<B: Batch> Writer<B> {
     }
 }
 
-async fn run<B: Batch>(
-    store: Store,
-    mut rx: mpsc::Receiver<(B::Write, Reply<B>)>,
-    on_commit: impl Fn(&[(B::Write, B::Outcome)]),
-) {
+async fn run<B: Batch, H: CommitHook<B>>(store: Store, mut rx: mpsc::Receiver<(B::Write, Reply<B>)>, hook: H) {
     let mut queued = Vec::with_capacity(MAX_BATCH);
     // Whatever arrived while the previous batch committed forms the next one: under load
     // batches grow by themselves, and a lone write is committed at once.
     while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
-        let (batch, replies): (Vec<B::Write>, Vec<Reply<B>>) = queued.drain(..).unzip();
-        let outcomes = B::commit(&store, &batch, now_micros()).await;
+        let (mut batch, replies): (Vec<B::Write>, Vec<Reply<B>>) = queued.drain(..).unzip();
+        let now = now_micros();
+        let taken = hook.before(&mut batch, now);
+        let outcomes = B::commit(&store, &batch, now).await;
         let mut committed = Vec::with_capacity(batch.len());
-        for ((write, reply), outcome) in batch.into_iter().zip(replies).zip(outcomes) {
-            if let Ok(o) = &outcome {
-                committed.push((write, o.clone()));
-            }
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            committed.push(outcome.as_ref().ok().cloned());
             let _ = reply.send(outcome);
         }
-        if !committed.is_empty() {
-            on_commit(&committed);
-        }
+        hook.after(batch, &committed, taken);
     }
 }
