@@ -56,6 +56,11 @@ const LEASE_MARGIN: Duration = Duration::from_secs(10);
 const MAX_IN_FLIGHT: usize = 512;
 /// Deliveries claimed per query.
 const CLAIM_BATCH: u32 = 256;
+/// Deliveries taken of a destination, in multiples of its `max_in_flight`: one round is sent
+/// while the next is claimed (under load a claim waits its turn at the writer for a few
+/// milliseconds; without this, each destination would idle for that long between rounds).
+/// The extra round waits for slots in memory, well inside its [`LEASE`].
+const PREFETCH_ROUNDS: u32 = 2;
 /// How many deliveries a claim may take of a destination whose settings this node has not
 /// loaded yet; its first attempt loads them, and later claims follow them.
 const UNKNOWN_CAP: u32 = 8;
@@ -100,11 +105,11 @@ impl Target {
     }
 
     /// How many more of its deliveries this node may take on now, given what it holds: free
-    /// `max_in_flight` slots, and for a rate limit the tokens due within [`PACE_HORIZON`] that
-    /// taken deliveries do not already wait for.
+    /// `max_in_flight` slots plus one more round ([`PREFETCH_ROUNDS`]), and for a rate limit the
+    /// tokens due within [`PACE_HORIZON`] that taken deliveries do not already wait for.
     fn cap(&self, held: Option<&Backlog>) -> u32 {
         let (claimed, unpaced) = held.map_or((0, 0), |b| (b.claimed, b.unpaced));
-        let mut cap = self.spec.max_in_flight.max(1).saturating_sub(claimed);
+        let mut cap = (self.spec.max_in_flight.max(1) * PREFETCH_ROUNDS).saturating_sub(claimed);
         if let Some(limit) = self.spec.rate_limit {
             let soon = self.live.tokens(limit) + f64::from(limit.per_second) * PACE_HORIZON.as_secs_f64();
             cap = cap.min((soon.floor() as u32).saturating_sub(unpaced));
@@ -165,11 +170,14 @@ struct Backlog {
 
 type Backlogs = Arc<Mutex<HashMap<String, Backlog>>>;
 
-/// One claimed delivery, counted in its destination's [`Backlog`] until dropped.
+/// One claimed delivery, counted in its destination's [`Backlog`] until it was answered (or,
+/// for an ORDERED destination, until dropped after its result is recorded).
 struct ClaimGuard {
     backlogs: Backlogs,
     destination: String,
     paced: bool,
+    /// No longer counted.
+    released: bool,
 }
 
 impl ClaimGuard {
@@ -182,21 +190,15 @@ impl ClaimGuard {
         let b = all.entry(destination.to_owned()).or_default();
         b.claimed += 1;
         b.unpaced += 1;
-        Self { backlogs: backlogs.clone(), destination: destination.to_owned(), paced: false }
+        Self { backlogs: backlogs.clone(), destination: destination.to_owned(), paced: false, released: false }
     }
 
-    /// The delivery got its rate-limit token.
-    fn paced(&mut self) {
-        if !std::mem::replace(&mut self.paced, true)
-            && let Some(b) = self.backlogs.lock().expect("backlogs poisoned").get_mut(&self.destination)
-        {
-            b.unpaced = b.unpaced.saturating_sub(1);
+    /// The destination answered: the delivery no longer takes a place in its backlog, while its
+    /// result is recorded (its lease keeps other claims off it meanwhile).
+    fn release(&mut self) {
+        if std::mem::replace(&mut self.released, true) {
+            return;
         }
-    }
-}
-
-impl Drop for ClaimGuard {
-    fn drop(&mut self) {
         let mut all = self.backlogs.lock().expect("backlogs poisoned");
         if let Some(b) = all.get_mut(&self.destination) {
             b.claimed = b.claimed.saturating_sub(1);
@@ -207,6 +209,22 @@ impl Drop for ClaimGuard {
                 all.remove(&self.destination);
             }
         }
+    }
+
+    /// The delivery got its rate-limit token.
+    fn paced(&mut self) {
+        if !std::mem::replace(&mut self.paced, true)
+            && !self.released
+            && let Some(b) = self.backlogs.lock().expect("backlogs poisoned").get_mut(&self.destination)
+        {
+            b.unpaced = b.unpaced.saturating_sub(1);
+        }
+    }
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -508,8 +526,15 @@ impl Dispatcher {
         let request = self.request(due, target);
         let record = self.sender.send(&request).await;
         // `max_in_flight` counts requests to the destination: the slot is free once it answered,
-        // while the result is recorded (the delivery's lease still covers it).
+        // while the result is recorded (the delivery's lease still covers it). An ORDERED
+        // destination's next delivery waits for this result, so it keeps its place until then.
         drop(slot);
+        if !target.ordered() {
+            guard.release();
+            if self.left_behind.load(Ordering::Acquire) {
+                self.wake.notify();
+            }
+        }
         let policy = match &target.spec.retry_policy {
             Some(p) => p.clone(),
             None => self.project_policy(&due.project_id).await,
