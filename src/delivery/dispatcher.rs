@@ -765,7 +765,8 @@ impl CommitHook<EventBatch> for FreshDeliveries {
                     continue; // held, or not due yet
                 }
                 let Some(target) = targets.get(&delivery.destination_id) else { continue };
-                let sendable = target.active && !target.ordered() && target.live.open_until.load(Ordering::Acquire) == 0;
+                let sendable =
+                    target.active && !target.ordered() && target.live.open_until.load(Ordering::Acquire) == 0;
                 if !sendable || !d.current(target) || target.cap(backlogs.get(&delivery.destination_id)) == 0 {
                     continue;
                 }
@@ -782,7 +783,8 @@ impl CommitHook<EventBatch> for FreshDeliveries {
         let d = &self.0;
         let stored = |w: usize| committed[w] == Some(WriteOutcome::Stored);
         let handed = taken.0.iter().filter(|t| stored(t.0)).count();
-        let fresh = batch.iter().enumerate().filter(|(w, _)| stored(*w)).map(|(_, w)| w.deliveries.len()).sum::<usize>();
+        let fresh =
+            batch.iter().enumerate().filter(|(w, _)| stored(*w)).map(|(_, w)| w.deliveries.len()).sum::<usize>();
         // Leases of writes that did not commit were never stored: dropping releases them.
         for (w, i, guard, permit) in taken.0 {
             if stored(w) {
