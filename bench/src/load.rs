@@ -319,6 +319,66 @@ pub async fn closed_loop(target: Target, bodies: Arc<Bodies>, concurrency: usize
     total
 }
 
+/// `concurrency` workers call `target` back to back until exactly `n` calls have succeeded, or
+/// `deadline`. A failed call is retried: its worker gives its ticket back. `acked` counts the
+/// successes as they come (for progress); the window is the time the run took.
+pub async fn closed_loop_until(
+    target: Target,
+    bodies: Arc<Bodies>,
+    concurrency: usize,
+    n: u64,
+    deadline: Instant,
+    acked: Arc<AtomicU64>,
+) -> LoadStats {
+    let start = Instant::now();
+    // Tickets taken: calls that succeeded plus calls in flight. Never more than `n`, so no call
+    // is made that could take the count past it.
+    let taken = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..concurrency {
+        let mut caller = Caller::new(&target, w);
+        let (bodies, taken, acked) = (bodies.clone(), taken.clone(), acked.clone());
+        tasks.spawn(async move {
+            let mut stats = LoadStats::new(Duration::ZERO);
+            while Instant::now() < deadline
+                && taken.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| (t < n).then_some(t + 1)).is_ok()
+            {
+                let t0 = Instant::now();
+                let result = tokio::time::timeout(REQUEST_TIMEOUT, caller.call(&bodies)).await;
+                if let Ok(Ok(())) = result {
+                    stats.ok += 1;
+                    stats.ok_all += 1;
+                    acked.fetch_add(1, Ordering::Relaxed);
+                    record(&mut stats.latency, t0.elapsed());
+                    continue;
+                }
+                taken.fetch_sub(1, Ordering::AcqRel);
+                let kind = match result {
+                    Ok(Err(kind)) => kind,
+                    _ => {
+                        if let Caller::Http { conn, .. } = &mut caller {
+                            *conn = None;
+                        }
+                        "timeout".into()
+                    }
+                };
+                stats.error(true, kind);
+                // Every failure is retried: do not spin on a server that keeps refusing.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            stats
+        });
+    }
+    let mut total = LoadStats::new(Duration::ZERO);
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(s) = r {
+            total.merge(s);
+        }
+    }
+    total.window = start.elapsed();
+    total
+}
+
 /// Open loop: `rate` requests per second for `duration`, each on its own task, whatever the
 /// answers do. Latency is measured from each request's scheduled time. Waits for the requests
 /// in flight (up to the request timeout) before returning.

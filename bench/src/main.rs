@@ -8,6 +8,7 @@
 //! ```text
 //! cargo build --release --bin loft
 //! cargo run --release -p loft-bench -- --backend both --scenario all --duration 15s --json bench/results.json
+//! cargo run --release -p loft-bench -- --backend both --scenario backlog --no-baseline --json bench/results/backlog.json
 //! ```
 
 mod load;
@@ -49,6 +50,9 @@ pub enum Scenario {
     E2ePublish,
     /// Like `latency`, publishing over gRPC instead of HTTP ingest.
     LatencyPublish,
+    /// `--backlog-events` published to a paused destination, then drained on resume, on a server
+    /// of its own: publish and drain rates, and RSS throughout (§12: flat, ≤ 250 MB).
+    Backlog,
 }
 
 impl Scenario {
@@ -61,6 +65,7 @@ impl Scenario {
             Scenario::Unary => "unary",
             Scenario::E2ePublish => "e2e-publish",
             Scenario::LatencyPublish => "latency-publish",
+            Scenario::Backlog => "backlog",
         }
     }
 
@@ -78,14 +83,16 @@ impl Scenario {
                 "unary" => out.push(Scenario::Unary),
                 "e2e-publish" => out.push(Scenario::E2ePublish),
                 "latency-publish" => out.push(Scenario::LatencyPublish),
+                "backlog" => out.push(Scenario::Backlog),
                 other => {
                     return Err(format!(
-                        "unknown scenario `{other}` (ingest, publish, e2e, latency, unary, e2e-publish, latency-publish, all)"
+                        "unknown scenario `{other}` (ingest, publish, e2e, latency, unary, e2e-publish, latency-publish, backlog, all)"
                     ));
                 }
             }
         }
-        // Run order: those that leave nothing to deliver first; those that leave a backlog last.
+        // Run order: those that leave nothing to deliver first; those that leave a backlog last;
+        // `backlog`, the longest by far and on a server of its own, at the very end.
         out.sort();
         out.dedup();
         out.sort_by_key(|s| match s {
@@ -96,6 +103,7 @@ impl Scenario {
             Scenario::LatencyPublish => 4,
             Scenario::E2e => 5,
             Scenario::E2ePublish => 6,
+            Scenario::Backlog => 7,
         });
         Ok(out)
     }
@@ -108,8 +116,8 @@ pub struct Args {
     /// Which database backends to measure.
     #[arg(long, value_enum, default_value = "both")]
     pub backend: BackendArg,
-    /// Comma-separated: ingest, publish, e2e, latency, unary, e2e-publish, latency-publish, or
-    /// all (= ingest,publish,e2e,latency,unary).
+    /// Comma-separated: ingest, publish, e2e, latency, unary, e2e-publish, latency-publish,
+    /// backlog, or all (= ingest,publish,e2e,latency,unary; backlog runs only when named).
     #[arg(long, default_value = "all")]
     pub scenario: String,
     /// Closed-loop workers (HTTP: one keep-alive connection each).
@@ -146,6 +154,13 @@ pub struct Args {
     /// Longest wait, after a delivering scenario, for what was acknowledged to arrive.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// `backlog`: events published to the paused destination before it is resumed.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub backlog_events: u64,
+    /// `backlog`: longest the fill may take (past it the scenario fails), and again the drain
+    /// (past it the events not delivered are reported).
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub backlog_timeout: Duration,
     /// A PostgreSQL server to create fresh databases on; by default the harness starts a
     /// throwaway cluster with `scripts/pg-start`.
     #[arg(long)]
@@ -210,8 +225,15 @@ fn main() -> std::process::ExitCode {
         eprintln!("loft-bench: --scenario: {e}");
         return std::process::ExitCode::from(2);
     }
-    if args.scenarios().is_empty() || args.concurrency == 0 || args.repeat == 0 || args.grpc_channels == 0 {
-        eprintln!("loft-bench: nothing to do (check --scenario, --concurrency, --repeat, --grpc-channels)");
+    if args.scenarios().is_empty()
+        || args.concurrency == 0
+        || args.repeat == 0
+        || args.grpc_channels == 0
+        || (args.scenarios().contains(&Scenario::Backlog) && args.backlog_events == 0)
+    {
+        eprintln!(
+            "loft-bench: nothing to do (check --scenario, --concurrency, --repeat, --grpc-channels, --backlog-events)"
+        );
         return std::process::ExitCode::from(2);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -233,5 +255,18 @@ fn main() -> std::process::ExitCode {
             eprintln!("loft-bench: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scenario;
+
+    #[test]
+    fn backlog_runs_only_when_named_and_last() {
+        assert!(!Scenario::parse_list("all").unwrap().contains(&Scenario::Backlog));
+        let list = Scenario::parse_list("backlog,e2e-publish,all").unwrap();
+        assert_eq!(list.last(), Some(&Scenario::Backlog));
+        assert_eq!(list.iter().filter(|s| **s == Scenario::Backlog).count(), 1);
     }
 }

@@ -140,10 +140,21 @@ pub fn merge_runs(runs: Vec<Vec<ScenarioResult>>) -> Vec<ScenarioResult> {
         _ => 3,
     };
     let scenario_rank = |s: &str| {
-        ["unary", "publish", "ingest", "latency", "latency-publish", "e2e", "e2e-publish", "memory", "server"]
-            .iter()
-            .position(|x| *x == s)
-            .unwrap_or(usize::MAX)
+        [
+            "unary",
+            "publish",
+            "ingest",
+            "latency",
+            "latency-publish",
+            "e2e",
+            "e2e-publish",
+            "memory",
+            "backlog",
+            "server",
+        ]
+        .iter()
+        .position(|x| *x == s)
+        .unwrap_or(usize::MAX)
     };
     order.sort_by_key(|(b, s)| (backend_rank(b), if b == "baseline" { 0 } else { scenario_rank(s) }));
     order
@@ -190,7 +201,7 @@ fn fmt_value(v: Option<f64>, unit: &str) -> String {
     }
 }
 
-fn group_thousands(n: i64) -> String {
+pub fn group_thousands(n: i64) -> String {
     let s = n.abs().to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {

@@ -19,8 +19,8 @@ use loft::proto::source_service_client::SourceServiceClient;
 use loft::proto::subscription_service_client::SubscriptionServiceClient;
 use loft::proto::{
     ApiKey, ApiKeyRole, CreateApiKeyRequest, CreateDestinationRequest, CreateProjectRequest, CreateSourceRequest,
-    CreateSubscriptionRequest, Destination, GetDestinationRequest, Project, PublishEventRequest, RawPayload, Source,
-    Subscription, publish_event_request,
+    CreateSubscriptionRequest, Destination, DestinationState, GetDestinationRequest, PauseDestinationRequest, Project,
+    PublishEventRequest, RawPayload, ResumeDestinationRequest, Source, Subscription, publish_event_request,
 };
 use prost::Message;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -213,6 +213,29 @@ pub async fn create(o: FixtureOptions<'_>) -> anyhow::Result<Fixture> {
         publish_response,
         get_destination_response,
     })
+}
+
+/// `PauseDestination` (`pause`) or `ResumeDestination`; fails unless the destination answers in
+/// the state asked for.
+pub async fn set_paused(
+    grpc: SocketAddr,
+    auth: &MetadataValue<Ascii>,
+    project_id: &str,
+    destination_id: &str,
+    pause: bool,
+) -> anyhow::Result<()> {
+    let mut client = DestinationServiceClient::new(channel(grpc).await?);
+    let (project_id, destination_id) = (project_id.to_owned(), destination_id.to_owned());
+    let (destination, call, want) = if pause {
+        let r = client.pause_destination(req(auth, PauseDestinationRequest { project_id, destination_id })).await;
+        (r.context("PauseDestination")?.into_inner().destination, "PauseDestination", DestinationState::Paused)
+    } else {
+        let r = client.resume_destination(req(auth, ResumeDestinationRequest { project_id, destination_id })).await;
+        (r.context("ResumeDestination")?.into_inner().destination, "ResumeDestination", DestinationState::Active)
+    };
+    let state = destination.with_context(|| format!("{call} returned no destination"))?.state();
+    anyhow::ensure!(state == want, "{call} left the destination {}", state.as_str_name());
+    Ok(())
 }
 
 /// One `POST /in/{source}`: the answer body on 2xx, else why ingest cannot be measured.
