@@ -368,8 +368,14 @@ impl DestinationService for Destinations {
         req: Request<pb::GetDestinationRequest>,
     ) -> Result<Response<pb::GetDestinationResponse>, Status> {
         let cx = self.0.cx(&req, &req.get_ref().project_id, Access::Read).await?;
-        let d = resource::get::<DestinationSpec>(&cx, "destination_id", &req.get_ref().destination_id).await?;
-        Ok(Response::new(pb::GetDestinationResponse { destination: Some(self.respond(&d).await?) }))
+        let id = resource::parse_resource_id::<DestinationSpec>("destination_id", &req.get_ref().destination_id)?;
+        let (d, health) = self
+            .0
+            .store
+            .destination_with_health(cx.project, &id)
+            .await
+            .map_err(|e| ApiError::from_store(e, "destination", id.to_string()))?;
+        Ok(Response::new(pb::GetDestinationResponse { destination: Some(destination_proto(&d, &health)) }))
     }
 
     async fn list_destinations(

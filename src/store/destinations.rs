@@ -3,8 +3,11 @@
 
 use std::collections::HashMap;
 
+use super::documents::DocumentRow;
 use super::{StoreError, Tx, on_pool, on_tx};
-use crate::store::Store;
+use crate::domain::destination::DestinationSpec;
+use crate::ids::{DestinationId, ProjectId};
+use crate::store::{Store, Stored};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DestinationHealth {
@@ -47,7 +50,53 @@ macro_rules! select_health {
     };
 }
 
+/// A destination document and its health row, if it has one, read together.
+#[derive(sqlx::FromRow)]
+struct DestinationRow {
+    #[sqlx(flatten)]
+    document: DocumentRow,
+    state: Option<String>,
+    disabled_reason: Option<String>,
+    consecutive_failures: Option<i64>,
+    failing_since: Option<i64>,
+    last_success_time: Option<i64>,
+    last_failure_time: Option<i64>,
+    circuit: Option<String>,
+    circuit_retry_time: Option<i64>,
+}
+
 impl Store {
+    /// A destination with its health, in one read (`GetDestination`).
+    pub async fn destination_with_health(
+        &self,
+        project: ProjectId,
+        id: &DestinationId,
+    ) -> Result<(Stored<DestinationSpec>, DestinationHealth), StoreError> {
+        let (project, id) = (project.to_string(), id.to_string());
+        let row: Option<DestinationRow> = on_pool!(self.pool(), p => sqlx::query_as(
+            "SELECT d.id, d.project_id, d.spec, d.create_time, d.update_time, h.state, h.disabled_reason, \
+             h.consecutive_failures, h.failing_since, h.last_success_time, h.last_failure_time, h.circuit, \
+             h.circuit_retry_time FROM destinations d LEFT JOIN destination_health h ON h.destination_id = d.id \
+             WHERE d.project_id = $1 AND d.id = $2")
+            .bind(&project).bind(&id).fetch_optional(p).await?);
+        let row = row.ok_or(StoreError::NotFound)?;
+        let health = match row.state {
+            None => DestinationHealth::healthy(&id),
+            Some(state) => DestinationHealth {
+                destination_id: id,
+                state,
+                disabled_reason: row.disabled_reason.unwrap_or_default(),
+                consecutive_failures: row.consecutive_failures.unwrap_or_default(),
+                failing_since: row.failing_since,
+                last_success_time: row.last_success_time,
+                last_failure_time: row.last_failure_time,
+                circuit: row.circuit.unwrap_or_else(|| "CLOSED".to_owned()),
+                circuit_retry_time: row.circuit_retry_time,
+            },
+        };
+        Ok((row.document.decode()?, health))
+    }
+
     pub async fn destination_health(&self, destination_id: &str) -> Result<DestinationHealth, StoreError> {
         let row: Option<DestinationHealth> = on_pool!(self.pool(), p => sqlx::query_as(select_health!("WHERE destination_id = $1"))
             .bind(destination_id).fetch_optional(p).await?);

@@ -97,7 +97,7 @@ pub struct DocumentFilter {
 }
 
 #[derive(sqlx::FromRow)]
-struct DocumentRow {
+pub(super) struct DocumentRow {
     id: String,
     project_id: String,
     spec: String,
@@ -106,7 +106,7 @@ struct DocumentRow {
 }
 
 impl DocumentRow {
-    fn decode<D: Document>(self) -> Result<Stored<D>, StoreError> {
+    pub(super) fn decode<D: Document>(self) -> Result<Stored<D>, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("{what} of a stored {}", std::any::type_name::<D>()));
         Ok(Stored {
             id: self.id.parse().map_err(|_| corrupt("id"))?,
