@@ -238,6 +238,7 @@ pub struct Dispatcher {
     router: Router,
     wake: Wake,
     in_flight: Arc<Semaphore>,
+    /// Locked before `backlogs` where both are held.
     targets: Arc<Mutex<HashMap<String, Arc<Target>>>>,
     /// Bumped by [`Dispatcher::forget`]: targets loaded before are reloaded before their next use.
     generation: Arc<AtomicU64>,
@@ -368,8 +369,9 @@ impl Dispatcher {
     /// claimed deliveries do not already wait for. ORDERED destinations are claimed head by
     /// head, whatever their cap.
     fn caps(&self) -> Vec<(String, u32)> {
-        let backlogs = self.backlogs.lock().expect("backlogs poisoned");
+        // Lock order: `targets`, then `backlogs` (as the commit hook takes them).
         let targets = self.targets.lock().expect("targets poisoned");
+        let backlogs = self.backlogs.lock().expect("backlogs poisoned");
         let mut caps = Vec::with_capacity(targets.len() + backlogs.len());
         for (destination, t) in targets.iter() {
             caps.push((destination.clone(), t.cap(backlogs.get(destination))));
