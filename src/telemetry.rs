@@ -32,14 +32,19 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Refreshes the gauges of `/metrics` every few seconds: queue depth, deliveries in flight,
-/// open circuits. Labels carry no ids or URLs.
+/// Refreshes the gauges of `/metrics` every few seconds (queue depth, deliveries in flight,
+/// open circuits; labels carry no ids or URLs) and runs the recorder's upkeep.
 pub async fn report_gauges(
     store: crate::store::Store,
     dispatcher: crate::delivery::dispatcher::Dispatcher,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
+    let handle = metrics_handle();
     loop {
+        // The recorder keeps every histogram sample until upkeep folds them into its buckets;
+        // without this (the builder's own upkeep task comes only with `install`), memory would
+        // grow with each delivery between scrapes, and forever when nobody scrapes.
+        handle.run_upkeep();
         if let Ok((queued, open)) = store.queue_figures().await {
             metrics::gauge!("loft_queue_depth").set(queued as f64);
             metrics::gauge!("loft_circuits_open").set(open as f64);
