@@ -666,18 +666,7 @@ async fn fresh_deliveries_go_from_memory(backend: common::Backend) {
     let (url, _dir) = common::fresh_database(backend).await;
     let server = common::ChildServer::spawn(&url).await;
     let c = server.clients(common::ADMIN_KEY).await;
-    let project = c
-        .projects
-        .clone()
-        .create_project(pb::CreateProjectRequest {
-            project: Some(pb::Project { name: "fresh".into(), ..Default::default() }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .project
-        .unwrap()
-        .id;
+    let project = common::create_project(&c, "fresh").await;
     let receiver = Receiver::start(vec![]).await;
     let destination = c
         .destinations

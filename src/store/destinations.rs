@@ -137,11 +137,14 @@ impl Store {
         Ok(())
     }
 
+    /// The destination's health as of now, locked until `tx` ends: what is decided from it and
+    /// written back in `tx` cannot overwrite a concurrent change.
     pub async fn destination_health_in(
         &self,
         tx: &mut Tx,
         destination_id: &str,
     ) -> Result<DestinationHealth, StoreError> {
+        super::dialect::lock_destination_health(tx, destination_id).await?;
         let row: Option<DestinationHealth> = on_tx!(tx, c => sqlx::query_as(select_health!("WHERE destination_id = $1"))
             .bind(destination_id).fetch_optional(c).await?);
         Ok(row.unwrap_or_else(|| DestinationHealth::healthy(destination_id)))

@@ -32,6 +32,27 @@ pub async fn notify_nodes(tx: &mut Tx) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Locks a destination's health row for the rest of `tx` (creating it when missing), so that a
+/// read-decide-write of it (the breaker after a failure, a pause) sees every earlier commit: under
+/// PostgreSQL's READ COMMITTED a plain read could miss a pause or another node's failure that
+/// commits before this transaction's write, which would then overwrite it. SQLite's one writer
+/// already runs these transactions one after another.
+pub async fn lock_destination_health(tx: &mut Tx, destination_id: &str) -> Result<(), StoreError> {
+    if let TxConn::Postgres(c) = &mut tx.conn {
+        sqlx::query(
+            "INSERT INTO destination_health (destination_id) VALUES ($1) ON CONFLICT (destination_id) DO NOTHING",
+        )
+        .bind(destination_id)
+        .execute(&mut **c)
+        .await?;
+        sqlx::query("SELECT 1 FROM destination_health WHERE destination_id = $1 FOR UPDATE")
+            .bind(destination_id)
+            .execute(&mut **c)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Destinations with unfinished deliveries, as the CTE `queues(destination_id)`; the last row
 /// is NULL.
 macro_rules! with_queues {

@@ -328,8 +328,8 @@ impl Store {
                 HealthChange::Failed { disable_after } => {
                     // The breaker's decision needs the current counters (including what earlier
                     // attempts of this batch changed); the write lock (SQLite) or the row lock
-                    // taken by the upsert below (PostgreSQL, same transaction) keeps two nodes
-                    // from deciding on stale ones.
+                    // taken by the read (PostgreSQL) keeps two nodes, or a concurrent pause, from
+                    // being overwritten with stale ones.
                     let current = self.destination_health_in(&mut tx, &a.destination_id).await?;
                     let before = breaker::Health {
                         consecutive_failures: current.consecutive_failures,

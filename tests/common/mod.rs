@@ -328,11 +328,18 @@ pub struct EditorProject {
     pub clients: Clients,
 }
 
-pub async fn editor_project(server: &TestServer, name: &str) -> EditorProject {
-    let Clients { mut projects, mut keys, .. } = server.admin().await;
+/// Creates a project named `name`; returns its id.
+pub async fn create_project(c: &Clients, name: &str) -> String {
     let project = loft::proto::Project { name: name.into(), ..Default::default() };
-    let created = projects.create_project(loft::proto::CreateProjectRequest { project: Some(project) });
-    let project = created.await.unwrap().into_inner().project.unwrap().id;
+    let mut projects = c.projects.clone();
+    let created = projects.create_project(loft::proto::CreateProjectRequest { project: Some(project) }).await;
+    created.unwrap().into_inner().project.unwrap().id
+}
+
+pub async fn editor_project(server: &TestServer, name: &str) -> EditorProject {
+    let admin = server.admin().await;
+    let project = create_project(&admin, name).await;
+    let mut keys = admin.keys;
     let key = loft::proto::ApiKey {
         project_id: project.clone(),
         role: loft::proto::ApiKeyRole::Editor as i32,
