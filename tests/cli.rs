@@ -472,23 +472,7 @@ async fn tail_prints_json_and_human_lines(server: TestServer) {
 
     let receiver = Receiver::start(vec![]).await;
     let destination =
-        s.c.destinations
-            .clone()
-            .create_destination(pb::CreateDestinationRequest {
-                destination: Some(pb::Destination { url: receiver.url.clone(), ..Default::default() }),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .destination
-            .unwrap();
-    let sub = pb::Subscription { destination_id: destination.id.clone(), ..Default::default() };
-    s.c.subscriptions
-        .clone()
-        .create_subscription(pb::CreateSubscriptionRequest { subscription: Some(sub), ..Default::default() })
-        .await
-        .unwrap();
+        common::route_to(&s.c, "", pb::Destination { url: receiver.url.clone(), ..Default::default() }).await;
     let published =
         s.c.events
             .clone()

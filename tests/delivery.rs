@@ -58,21 +58,7 @@ async fn setup(server: &TestServer, destination: pb::Destination) -> Setup {
         .into_inner()
         .secret;
     let c = server.clients(&secret).await;
-    let destination = c
-        .destinations
-        .clone()
-        .create_destination(pb::CreateDestinationRequest { destination: Some(destination), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner()
-        .destination
-        .unwrap();
-    let sub = pb::Subscription { destination_id: destination.id.clone(), ..Default::default() };
-    c.subscriptions
-        .clone()
-        .create_subscription(pb::CreateSubscriptionRequest { subscription: Some(sub), ..Default::default() })
-        .await
-        .unwrap();
+    let destination = common::route_to(&c, "", destination).await;
     Setup { c, destination }
 }
 
@@ -668,24 +654,7 @@ async fn fresh_deliveries_go_from_memory(backend: common::Backend) {
     let c = server.clients(common::ADMIN_KEY).await;
     let project = common::create_project(&c, "fresh").await;
     let receiver = Receiver::start(vec![]).await;
-    let destination = c
-        .destinations
-        .clone()
-        .create_destination(pb::CreateDestinationRequest {
-            project_id: project.clone(),
-            destination: Some(pb::Destination { url: receiver.url.clone(), ..Default::default() }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .destination
-        .unwrap();
-    let sub = pb::Subscription { destination_id: destination.id.clone(), ..Default::default() };
-    c.subscriptions
-        .clone()
-        .create_subscription(pb::CreateSubscriptionRequest { project_id: project.clone(), subscription: Some(sub) })
-        .await
-        .unwrap();
+    common::route_to(&c, &project, pb::Destination { url: receiver.url.clone(), ..Default::default() }).await;
     const EVENTS: usize = 11;
     let mut published = Vec::new();
     for n in 0..EVENTS {

@@ -40,24 +40,8 @@ struct Setup {
 async fn setup(server: &TestServer) -> Setup {
     let common::EditorProject { project, key_id, clients: c, .. } = common::editor_project(server, "feed").await;
     let receiver = Receiver::start(vec![]).await;
-    let destination = c
-        .destinations
-        .clone()
-        .create_destination(pb::CreateDestinationRequest {
-            destination: Some(pb::Destination { url: receiver.url.clone(), ..Default::default() }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .destination
-        .unwrap();
-    let sub = pb::Subscription { destination_id: destination.id.clone(), ..Default::default() };
-    c.subscriptions
-        .clone()
-        .create_subscription(pb::CreateSubscriptionRequest { subscription: Some(sub), ..Default::default() })
-        .await
-        .unwrap();
+    let destination =
+        common::route_to(&c, "", pb::Destination { url: receiver.url.clone(), ..Default::default() }).await;
     Setup { c, project, key_id, destination, receiver }
 }
 

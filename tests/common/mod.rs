@@ -336,6 +336,24 @@ pub async fn create_project(c: &Clients, name: &str) -> String {
     created.unwrap().into_inner().project.unwrap().id
 }
 
+/// Creates `destination` in `project_id` (empty: the key's project) and a subscription that
+/// routes every event to it; returns the destination as created.
+pub async fn route_to(
+    c: &Clients,
+    project_id: &str,
+    destination: loft::proto::Destination,
+) -> loft::proto::Destination {
+    let mut destinations = c.destinations.clone();
+    let request =
+        loft::proto::CreateDestinationRequest { project_id: project_id.to_owned(), destination: Some(destination) };
+    let created = destinations.create_destination(request).await.unwrap().into_inner().destination.unwrap();
+    let subscription = loft::proto::Subscription { destination_id: created.id.clone(), ..Default::default() };
+    let request =
+        loft::proto::CreateSubscriptionRequest { project_id: project_id.to_owned(), subscription: Some(subscription) };
+    c.subscriptions.clone().create_subscription(request).await.unwrap();
+    created
+}
+
 pub async fn editor_project(server: &TestServer, name: &str) -> EditorProject {
     let admin = server.admin().await;
     let project = create_project(&admin, name).await;
