@@ -1,5 +1,6 @@
 //! Events, their deliveries and activity, written together: one transaction per batch.
 
+use super::args::{Arg, bind};
 use super::multirow::MultiRow;
 use super::{StoreError, Tx, on_pool, on_tx};
 use crate::store::Store;
@@ -112,6 +113,106 @@ pub struct EventFilter {
     pub search: Option<Vec<u8>>,
 }
 
+/// Takes an idempotency key (`$1` project, `$2` scope, `$3` key, `$4` event, `$5` expiry), or
+/// takes over an expired one (`$6` now); a live key leaves the row as it is: no row affected.
+pub(super) const TAKE_IDEMPOTENCY_KEY: &str = "INSERT INTO idempotency_keys (project_id, scope, key, event_id, expire_time) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (project_id, scope, key) DO UPDATE SET event_id = $4, expire_time = $5 \
+     WHERE idempotency_keys.expire_time <= $6";
+/// The event holding a live idempotency key (`$1` project, `$2` scope, `$3` key).
+pub(super) const IDEMPOTENT_EVENT: &str =
+    "SELECT event_id FROM idempotency_keys WHERE project_id = $1 AND scope = $2 AND key = $3";
+/// Reserves `$1` feed sequence numbers; returns the last.
+pub(super) const ALLOCATE_FEED_SEQ: &str =
+    "UPDATE feed_sequence SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq";
+
+pub(super) static EVENTS: MultiRow = MultiRow::new(
+    "events (id, project_id, source_id, type, body, content_type, request, idempotency_key, labels, \
+     occur_time, receive_time, deliver_time)",
+    12,
+);
+pub(super) static DELIVERIES: MultiRow = MultiRow::new(
+    "deliveries (id, project_id, event_id, subscription_id, destination_id, state, next_attempt_time, \
+     lease_until, body, content_type, forward_headers, replay_of, create_time, update_time)",
+    14,
+);
+pub(super) static FEED: MultiRow =
+    MultiRow::new("feed (seq, project_id, kind, time, source_id, destination_id, event_type, payload)", 8);
+
+/// A row of [`EVENTS`].
+pub(super) fn event_row(e: &NewEvent) -> [Arg<'_>; 12] {
+    [
+        (&e.id).into(),
+        (&e.project_id).into(),
+        (&e.source_id).into(),
+        (&e.event_type).into(),
+        e.body.as_slice().into(),
+        (&e.content_type).into(),
+        (&e.request).into(),
+        (&e.idempotency_key).into(),
+        (&e.labels).into(),
+        e.occur_time.into(),
+        e.receive_time.into(),
+        e.deliver_time.into(),
+    ]
+}
+
+/// A row of [`DELIVERIES`]: a new delivery of `e`, created at `now`.
+pub(super) fn delivery_row<'a>(e: &'a NewEvent, d: &'a NewDelivery, now: Micros) -> [Arg<'a>; 14] {
+    [
+        (&d.id).into(),
+        (&e.project_id).into(),
+        (&e.id).into(),
+        (&d.subscription_id).into(),
+        (&d.destination_id).into(),
+        "PENDING".into(),
+        d.next_attempt_time.into(),
+        d.lease_until.into(),
+        (&d.body).into(),
+        (&d.content_type).into(),
+        d.forward_headers.into(),
+        (&d.replay_of).into(),
+        now.into(),
+        now.into(),
+    ]
+}
+
+/// The rows of [`FEED`] for `items`, numbered from `first` on.
+pub(super) fn feed_rows<'a>(first: i64, items: &[NewFeedItem<'a>]) -> Vec<[Arg<'a>; 8]> {
+    (first..)
+        .zip(items)
+        .map(|(seq, (project, a, time))| {
+            [
+                seq.into(),
+                (*project).into(),
+                a.kind.into(),
+                (*time).into(),
+                (&a.source_id).into(),
+                (&a.destination_id).into(),
+                (&a.event_type).into(),
+                a.payload.as_slice().into(),
+            ]
+        })
+        .collect()
+}
+
+/// Inserts `rows` into `table` inside `tx`, a few multi-row statements at a time.
+pub(super) async fn insert_rows<const N: usize>(
+    tx: &mut Tx,
+    table: &'static MultiRow,
+    rows: &[[Arg<'_>; N]],
+) -> Result<(), StoreError> {
+    for (sql, chunk) in table.chunks(rows) {
+        on_tx!(&mut *tx, c => {
+            let mut q = sqlx::query(sql);
+            for arg in chunk.iter().flatten() {
+                q = bind(q, *arg);
+            }
+            q.execute(c).await.map(|_| ())?
+        });
+    }
+    Ok(())
+}
+
 macro_rules! select_events {
     ($rest:literal) => {
         concat!(
@@ -130,9 +231,7 @@ impl Store {
         match self.write_events_in_one(batch, now).await {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             Err(e) if batch.len() == 1 => vec![Err(e)],
-            Err(StoreError::Unavailable(e)) => {
-                batch.iter().map(|_| Err(StoreError::Unavailable(clone_io(&e)))).collect()
-            }
+            Err(StoreError::Unavailable(e)) => batch.iter().map(|_| Err(StoreError::Unavailable(e.clone()))).collect(),
             Err(_) => {
                 let mut out = Vec::with_capacity(batch.len());
                 for w in batch {
@@ -169,65 +268,24 @@ impl Store {
     async fn claim_idempotency(&self, tx: &mut Tx, e: &NewEvent, now: Micros) -> Result<WriteOutcome, StoreError> {
         let Some((scope, key, expire)) = &e.idempotency else { return Ok(WriteOutcome::Stored) };
         // Insert, or take over an expired key; a live key leaves the row as it is.
-        let taken = on_tx!(tx, c => sqlx::query(
-            "INSERT INTO idempotency_keys (project_id, scope, key, event_id, expire_time) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (project_id, scope, key) DO UPDATE SET event_id = $4, expire_time = $5 \
-             WHERE idempotency_keys.expire_time <= $6")
+        let taken = on_tx!(tx, c => sqlx::query(TAKE_IDEMPOTENCY_KEY)
             .bind(&e.project_id).bind(scope).bind(key).bind(&e.id).bind(expire).bind(now)
             .execute(c).await?.rows_affected());
         if taken == 1 {
             return Ok(WriteOutcome::Stored);
         }
-        let first: (String,) = on_tx!(tx, c => sqlx::query_as(
-            "SELECT event_id FROM idempotency_keys WHERE project_id = $1 AND scope = $2 AND key = $3")
+        let first: (String,) = on_tx!(tx, c => sqlx::query_as(IDEMPOTENT_EVENT)
             .bind(&e.project_id).bind(scope).bind(key).fetch_one(c).await?);
         Ok(WriteOutcome::Duplicate { event_id: first.0 })
     }
 
     /// Inserts the events, then their deliveries: a few multi-row statements per batch.
     async fn insert_events(&self, tx: &mut Tx, stored: &[&EventWrite], now: Micros) -> Result<(), StoreError> {
-        static EVENTS: MultiRow = MultiRow::new(
-            "events (id, project_id, source_id, type, body, content_type, request, idempotency_key, labels, \
-             occur_time, receive_time, deliver_time)",
-            12,
-        );
-        static DELIVERIES: MultiRow = MultiRow::new(
-            "deliveries (id, project_id, event_id, subscription_id, destination_id, state, next_attempt_time, \
-             lease_until, body, content_type, forward_headers, replay_of, create_time, update_time)",
-            14,
-        );
-        let mut rest = stored;
-        for (sql, n) in EVENTS.plan(stored.len()) {
-            let (chunk, tail) = rest.split_at(n);
-            rest = tail;
-            on_tx!(&mut *tx, c => {
-                let mut q = sqlx::query(sql);
-                for w in chunk {
-                    let e = &w.event;
-                    q = q.bind(&e.id).bind(&e.project_id).bind(&e.source_id).bind(&e.event_type).bind(&e.body)
-                        .bind(&e.content_type).bind(&e.request).bind(&e.idempotency_key).bind(&e.labels)
-                        .bind(e.occur_time).bind(e.receive_time).bind(e.deliver_time);
-                }
-                q.execute(c).await.map(|_| ())?
-            });
-        }
-        let deliveries: Vec<(&NewEvent, &NewDelivery)> =
-            stored.iter().flat_map(|w| w.deliveries.iter().map(move |d| (&w.event, d))).collect();
-        let mut rest = &deliveries[..];
-        for (sql, n) in DELIVERIES.plan(deliveries.len()) {
-            let (chunk, tail) = rest.split_at(n);
-            rest = tail;
-            on_tx!(&mut *tx, c => {
-                let mut q = sqlx::query(sql);
-                for (e, d) in chunk {
-                    q = q.bind(&d.id).bind(&e.project_id).bind(&e.id).bind(&d.subscription_id).bind(&d.destination_id)
-                        .bind("PENDING").bind(d.next_attempt_time).bind(d.lease_until).bind(&d.body).bind(&d.content_type)
-                        .bind(d.forward_headers).bind(&d.replay_of).bind(now).bind(now);
-                }
-                q.execute(c).await.map(|_| ())?
-            });
-        }
-        Ok(())
+        let events: Vec<_> = stored.iter().map(|w| event_row(&w.event)).collect();
+        insert_rows(tx, &EVENTS, &events).await?;
+        let deliveries: Vec<_> =
+            stored.iter().flat_map(|w| w.deliveries.iter().map(move |d| delivery_row(&w.event, d, now))).collect();
+        insert_rows(tx, &DELIVERIES, &deliveries).await
     }
 
     /// Appends activity of one project to the feed, inside `tx`.
@@ -262,9 +320,7 @@ impl Store {
     /// Reserves `n` feed sequence numbers; returns the first. The counter row stays locked until
     /// the transaction ends, which is what makes sequence order commit order.
     async fn allocate_feed_seq(&self, tx: &mut Tx, n: i64) -> Result<i64, StoreError> {
-        let last: (i64,) = on_tx!(tx, c => sqlx::query_as(
-            "UPDATE feed_sequence SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq")
-            .bind(n).fetch_one(c).await?);
+        let last: (i64,) = on_tx!(tx, c => sqlx::query_as(ALLOCATE_FEED_SEQ).bind(n).fetch_one(c).await?);
         if tx.feed.is_none() {
             super::dialect::notify_nodes(tx).await?;
             tx.feed = Some(self.feed.clone());
@@ -274,23 +330,7 @@ impl Store {
 
     /// Inserts feed items numbered from `first` on.
     async fn insert_feed(&self, tx: &mut Tx, first: i64, items: &[NewFeedItem<'_>]) -> Result<(), StoreError> {
-        static FEED: MultiRow =
-            MultiRow::new("feed (seq, project_id, kind, time, source_id, destination_id, event_type, payload)", 8);
-        let (mut rest, mut seq) = (items, first);
-        for (sql, n) in FEED.plan(items.len()) {
-            let (chunk, tail) = rest.split_at(n);
-            rest = tail;
-            on_tx!(&mut *tx, c => {
-                let mut q = sqlx::query(sql);
-                for (project, a, time) in chunk {
-                    q = q.bind(seq).bind(*project).bind(a.kind).bind(*time).bind(&a.source_id).bind(&a.destination_id)
-                        .bind(&a.event_type).bind(&a.payload);
-                    seq += 1;
-                }
-                q.execute(c).await.map(|_| ())?
-            });
-        }
-        Ok(())
+        insert_rows(tx, &FEED, &feed_rows(first, items)).await
     }
 
     pub async fn get_event(&self, project: &str, id: &str) -> Result<EventRecord, StoreError> {
@@ -351,8 +391,4 @@ impl Store {
 fn like_prefix(prefix: &str) -> String {
     let escaped = prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     format!("{escaped}%")
-}
-
-fn clone_io(e: &sqlx::Error) -> sqlx::Error {
-    sqlx::Error::Io(std::io::Error::other(e.to_string()))
 }

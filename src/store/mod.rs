@@ -6,9 +6,11 @@
 //! The few real dialect differences live in `dialect.rs`.
 
 mod api_keys;
+mod args;
 mod deliveries;
 mod destinations;
 mod dialect;
+mod direct;
 mod dispatch;
 mod documents;
 mod events;
@@ -19,6 +21,7 @@ mod retention;
 mod writer;
 
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -28,6 +31,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use api_keys::{ApiKeyRecord, NewApiKey};
 pub use deliveries::{DeliveryFilter, DeliveryRecord};
 pub use destinations::DestinationHealth;
+use direct::{Checkpointer, Direct};
 pub use dispatch::{
     AttemptFilter, AttemptOrder, AttemptResult, AttemptRow, Claimed, DueDelivery, HealthChange, NewAttempt,
 };
@@ -115,11 +119,14 @@ pub enum StoreError {
     #[error("referenced by or referencing another resource")]
     Reference,
     #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] Arc<dyn std::error::Error + Send + Sync>),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
+    /// An error of the SQLite writer's own connection (`direct.rs`).
+    #[error("database error: {0}")]
+    Sqlite(#[source] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database url (use sqlite://… or postgres://…)")]
@@ -135,7 +142,7 @@ impl From<sqlx::Error> for StoreError {
             // SQLite's "database is locked" (SQLITE_BUSY and its extended codes) outlasting the
             // busy timeout: another writer holds the file. Retryable, like an outage.
             sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "5" || c == "517" || c == "261") => {
-                StoreError::Unavailable(e)
+                StoreError::unavailable(e)
             }
             // SQLite reports an `ON DELETE RESTRICT` refusal as SQLITE_CONSTRAINT_TRIGGER (1811),
             // which sqlx does not classify as a foreign key violation.
@@ -144,13 +151,47 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_) => StoreError::Unavailable(e),
+            | sqlx::Error::Protocol(_) => StoreError::unavailable(e),
             // PostgreSQL answers "57P01 admin_shutdown" and friends while it restarts.
             sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57") || c.starts_with("08")) => {
-                StoreError::Unavailable(e)
+                StoreError::unavailable(e)
             }
             _ => StoreError::Database(e),
         }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ffi::{
+            ErrorCode, SQLITE_CONSTRAINT_FOREIGNKEY, SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_TRIGGER,
+            SQLITE_CONSTRAINT_UNIQUE,
+        };
+        let Some(code) = e.sqlite_error() else { return StoreError::Sqlite(e) };
+        match (code.code, code.extended_code) {
+            (ErrorCode::ConstraintViolation, SQLITE_CONSTRAINT_UNIQUE | SQLITE_CONSTRAINT_PRIMARYKEY) => {
+                StoreError::AlreadyExists
+            }
+            // As for sqlx above: `ON DELETE RESTRICT` answers SQLITE_CONSTRAINT_TRIGGER.
+            (ErrorCode::ConstraintViolation, SQLITE_CONSTRAINT_FOREIGNKEY | SQLITE_CONSTRAINT_TRIGGER) => {
+                StoreError::Reference
+            }
+            (
+                ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::DiskFull
+                | ErrorCode::CannotOpen,
+                _,
+            ) => StoreError::unavailable(e),
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
+impl StoreError {
+    pub fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Unavailable(Arc::new(e))
     }
 }
 
@@ -171,6 +212,10 @@ pub struct Store {
     /// fails a write whose read snapshot went stale (`SQLITE_BUSY_SNAPSHOT`). On PostgreSQL the
     /// same pool as `pool`.
     writes: Pool,
+    /// SQLite: the group commit's own connection (`direct.rs`), used while holding `writes`.
+    direct: Option<Arc<Mutex<Direct>>>,
+    /// SQLite: the background checkpoints' connection.
+    checkpointer: Option<Arc<Mutex<Checkpointer>>>,
 }
 
 /// Connections of the SQLite read pool: readers never block each other nor the writer (WAL).
@@ -190,11 +235,17 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 // Another process (`loft keys create`) may hold the write lock for a moment.
-                .busy_timeout(Duration::from_secs(10));
+                .busy_timeout(Duration::from_secs(10))
+                // Checkpoints run in the background (`direct.rs`), not inside a writer's commit.
+                .pragma("wal_autocheckpoint", direct::AUTOCHECKPOINT_PAGES.to_string());
             // The writer first: it creates the file and switches it to WAL.
             let writes = SqlitePoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
+                // A local file has no connection to lose: a ping before each use would only be
+                // one more round trip to the connection's thread (the pool still pings as a
+                // connection comes back, off the caller's path).
+                .test_before_acquire(false)
                 .connect_with(options.clone())
                 .await
                 .map_err(StoreError::from)?;
@@ -202,10 +253,19 @@ impl Store {
             let reads = SqlitePoolOptions::new()
                 .max_connections(SQLITE_READERS)
                 .min_connections(1)
-                .connect_with(options.create_if_missing(false).read_only(true))
+                .test_before_acquire(false)
+                .connect_with(options.clone().create_if_missing(false).read_only(true))
                 .await
                 .map_err(StoreError::from)?;
-            Ok(Self { pool: Pool::Sqlite(reads), writes: Pool::Sqlite(writes), feed: FeedSignal::default() })
+            let feed = FeedSignal::default();
+            let direct = Direct::open(options.get_filename(), feed.clone())?;
+            Ok(Self {
+                pool: Pool::Sqlite(reads),
+                writes: Pool::Sqlite(writes),
+                feed,
+                direct: Some(Arc::new(Mutex::new(direct))),
+                checkpointer: Some(Arc::new(Mutex::new(Checkpointer::open(options.get_filename())?))),
+            })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(|_| StoreError::UnsupportedUrl)?;
             let pool = PgPoolOptions::new()
@@ -215,7 +275,7 @@ impl Store {
                 .await
                 .map_err(StoreError::from)?;
             let pool = Pool::Postgres(pool);
-            Ok(Self { writes: pool.clone(), pool, feed: FeedSignal::default() })
+            Ok(Self { writes: pool.clone(), pool, feed: FeedSignal::default(), direct: None, checkpointer: None })
         } else {
             Err(StoreError::UnsupportedUrl)
         }
@@ -236,6 +296,36 @@ impl Store {
     /// The pool to write through (statements outside [`Store::begin`]).
     pub(crate) fn writes(&self) -> &Pool {
         &self.writes
+    }
+
+    /// SQLite: the group commit's own connection; lock it only while holding [`Store::write_lock`].
+    pub(crate) fn direct(&self) -> Option<&Mutex<Direct>> {
+        self.direct.as_deref()
+    }
+
+    /// SQLite: the write lock, held by whoever writes (the pool's one write connection); `None`
+    /// on PostgreSQL, whose writers need none.
+    pub(crate) async fn write_lock(&self) -> Result<Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>, StoreError> {
+        match &self.writes {
+            Pool::Sqlite(p) => Ok(Some(p.acquire().await?)),
+            Pool::Postgres(_) => Ok(None),
+        }
+    }
+
+    /// SQLite: checkpoints the WAL in the background, and makes it start over once it has grown
+    /// (see `direct.rs`). PostgreSQL: nothing.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        let Some(checkpointer) = self.checkpointer.clone() else { return Ok(()) };
+        let run = |f: fn(&Checkpointer) -> Result<i64, StoreError>| {
+            let checkpointer = checkpointer.clone();
+            tokio::task::spawn_blocking(move || f(&checkpointer.lock().expect("checkpointer poisoned")))
+        };
+        let wal = run(Checkpointer::passive).await.map_err(StoreError::unavailable)??;
+        if wal >= direct::RESTART_PAGES {
+            let _lock = self.write_lock().await?;
+            run(|c| c.restart().map(|()| 0)).await.map_err(StoreError::unavailable)??;
+        }
+        Ok(())
     }
 
     /// Applies the backend's migrations (`migrations/<backend>/`), embedded at build time.

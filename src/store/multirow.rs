@@ -36,6 +36,16 @@ impl MultiRow {
         out
     }
 
+    /// `rows` split into the chunks of [`MultiRow::plan`], each with its statement.
+    pub fn chunks<'r, R>(&'static self, rows: &'r [R]) -> impl Iterator<Item = (&'static str, &'r [R])> {
+        let mut rest = rows;
+        self.plan(rows.len()).into_iter().map(move |(sql, n)| {
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            (sql, chunk)
+        })
+    }
+
     fn sql(&self, rows: usize) -> String {
         let mut sql = format!("INSERT INTO {} VALUES ", self.head);
         for r in 0..rows {

@@ -11,6 +11,7 @@ use std::future::Future;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::direct::Direct;
 use super::{AttemptResult, EventWrite, Store, StoreError, WriteOutcome};
 use crate::domain::breaker;
 use crate::timeutil::{Micros, now_micros};
@@ -22,6 +23,8 @@ const QUEUE: usize = 4096;
 
 /// One kind of write and how a batch of them is committed.
 pub trait Batch: Send + Sync + 'static {
+    /// The `kind` label of the writer's metrics.
+    const KIND: &'static str;
     type Write: Clone + Send + Sync + 'static;
     type Outcome: Clone + Send + 'static;
 
@@ -31,24 +34,35 @@ pub trait Batch: Send + Sync + 'static {
         batch: &[Self::Write],
         now: Micros,
     ) -> impl Future<Output = Vec<Result<Self::Outcome, StoreError>>> + Send;
+
+    /// SQLite: the same commit, run synchronously through the writer's own connection.
+    const DIRECT: Option<DirectCommit<Self>> = None;
 }
+
+/// A synchronous commit of a batch on SQLite (see `direct.rs`).
+pub type DirectCommit<B> =
+    fn(&mut Direct, &[<B as Batch>::Write], Micros) -> Vec<Result<<B as Batch>::Outcome, StoreError>>;
 
 /// Accepted events with their deliveries and activity.
 pub struct Events;
 
 impl Batch for Events {
+    const KIND: &'static str = "events";
     type Write = EventWrite;
     type Outcome = WriteOutcome;
 
     async fn commit(store: &Store, batch: &[EventWrite], now: Micros) -> Vec<Result<WriteOutcome, StoreError>> {
         store.write_events(batch, now).await
     }
+
+    const DIRECT: Option<DirectCommit<Self>> = Some(Direct::write_events);
 }
 
 /// Attempt results; the outcome is what the breaker decided.
 pub struct Attempts;
 
 impl Batch for Attempts {
+    const KIND: &'static str = "attempts";
     type Write = AttemptResult;
     type Outcome = breaker::Transition;
 
@@ -58,6 +72,36 @@ impl Batch for Attempts {
         now: Micros,
     ) -> Vec<Result<breaker::Transition, StoreError>> {
         store.record_attempts(batch, now).await
+    }
+}
+
+/// Commits `batch` synchronously when the store and the kind allow it, else through sqlx.
+async fn commit<B: Batch>(store: &Store, batch: &[B::Write], now: Micros) -> Vec<Result<B::Outcome, StoreError>> {
+    let (Some(direct), Some(commit)) = (store.direct(), B::DIRECT) else {
+        return B::commit(store, batch, now).await;
+    };
+    // Held for the whole commit: SQLite has one writer at a time.
+    let _lock = match store.write_lock().await {
+        Ok(lock) => lock,
+        Err(e) => {
+            let e = std::sync::Arc::new(e);
+            return batch.iter().map(|_| Err(StoreError::Unavailable(e.clone()))).collect();
+        }
+    };
+    commit(&mut direct.lock().expect("direct connection poisoned"), batch, now)
+}
+
+/// A hook whose `after` runs in the context of the main runtime (from the writer's thread).
+struct OnRuntime<H>(H, tokio::runtime::Handle);
+
+impl<B: Batch, H: CommitHook<B>> CommitHook<B> for OnRuntime<H> {
+    type Taken = H::Taken;
+    fn before(&self, batch: &mut [B::Write], now: Micros) -> Self::Taken {
+        self.0.before(batch, now)
+    }
+    fn after(&self, batch: Vec<B::Write>, committed: &[Option<B::Outcome>], taken: Self::Taken) {
+        let _main = self.1.enter();
+        self.0.after(batch, committed, taken)
     }
 }
 
@@ -101,15 +145,31 @@ impl<B: Batch> Writer<B> {
     /// queued.
     pub fn start(store: Store, hook: impl CommitHook<B>) -> (Self, JoinHandle<()>) {
         let (queue, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run::<B, _>(store, rx, hook));
-        (Self { queue }, task)
+        if store.direct().is_none() || B::DIRECT.is_none() {
+            return (Self { queue }, tokio::spawn(run::<B, _>(store, rx, hook)));
+        }
+        // The batches run on this thread and block it: a runtime of its own, so that they never
+        // hold up a worker of the main one. The hook's work (sending fresh deliveries) is spawned
+        // on the main runtime.
+        let main = tokio::runtime::Handle::current();
+        let (done, finished) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("loft-writer".into())
+            .spawn(move || {
+                let runtime =
+                    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("writer runtime");
+                runtime.block_on(run::<B, _>(store, rx, OnRuntime(hook, main)));
+                let _ = done.send(());
+            })
+            .expect("spawning the writer thread");
+        (Self { queue }, tokio::spawn(async move { finished.await.unwrap_or(()) }))
     }
 
     /// Stores `write` durably; returns once its transaction has committed.
     pub async fn write(&self, write: B::Write) -> Result<B::Outcome, StoreError> {
         let (reply, outcome) = oneshot::channel();
-        self.queue.send((write, reply)).await.map_err(|_| StoreError::Unavailable(sqlx::Error::PoolClosed))?;
-        outcome.await.map_err(|_| StoreError::Unavailable(sqlx::Error::PoolClosed))?
+        self.queue.send((write, reply)).await.map_err(|_| StoreError::unavailable(sqlx::Error::PoolClosed))?;
+        outcome.await.map_err(|_| StoreError::unavailable(sqlx::Error::PoolClosed))?
     }
 }
 
@@ -121,7 +181,9 @@ async fn run<B: Batch, H: CommitHook<B>>(store: Store, mut rx: mpsc::Receiver<(B
         let (mut batch, replies): (Vec<B::Write>, Vec<Reply<B>>) = queued.drain(..).unzip();
         let now = now_micros();
         let taken = hook.before(&mut batch, now);
-        let outcomes = B::commit(&store, &batch, now).await;
+        let outcomes = commit::<B>(&store, &batch, now).await;
+        metrics::histogram!("loft_group_commit_writes", "kind" => B::KIND).record(batch.len() as f64);
+        metrics::histogram!("loft_group_commit_seconds", "kind" => B::KIND).record((now_micros() - now) as f64 / 1e6);
         let mut committed = Vec::with_capacity(batch.len());
         for (reply, outcome) in replies.into_iter().zip(outcomes) {
             committed.push(outcome.as_ref().ok().cloned());

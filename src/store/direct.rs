@@ -1,0 +1,311 @@
+//! SQLite: the group commit runs synchronously, on the writer's own thread and connection.
+//!
+//! Through sqlx every statement is a round trip: the query goes to the connection's worker
+//! thread, the answer comes back to a tokio worker, and the next statement only then leaves. A
+//! batch is a dozen statements, and on a small machine each of those wake-ups waits for a core
+//! that is busy answering HTTP; the writer spent most of a batch waiting rather than writing, and
+//! ingest stalled at a fraction of what one core can store (BENCHMARKS.md). Here a batch is one
+//! hand-off: the writer thread takes it and runs every statement itself, from cached prepared
+//! statements.
+//!
+//! SQLite writes stay one at a time: while a batch runs, its writer holds the pool's single write
+//! connection ([`super::Store::write_lock`]), which every other SQLite write goes through.
+//!
+//! Checkpoints (copying the WAL back into the database file, with two fsyncs) are taken off the
+//! writers too. SQLite runs one in whichever commit finds the WAL past `wal_autocheckpoint`
+//! pages — every few hundred milliseconds under load, each holding that commit, and every write
+//! queued behind it, for 10–30 ms. [`Checkpointer`] runs them in the background instead, on a
+//! connection of its own: PASSIVE ones, which never wait for nor block a writer or a reader. Those
+//! cannot let the WAL start over while writes keep coming (the writer restarts it only once every
+//! page is copied back), so once it has grown past [`RESTART_PAGES`] the checkpointer takes the
+//! write lock for one RESTART checkpoint: it copies the few pages written since the last PASSIVE
+//! one, and the next commit writes from the WAL's start again.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{CachedStatement, OpenFlags, Transaction, TransactionBehavior};
+
+use super::args::{Arg, bind_numbered, numbered_in_order};
+use super::events::{
+    ALLOCATE_FEED_SEQ, DELIVERIES, EVENTS, EventWrite, FEED, IDEMPOTENT_EVENT, NewEvent, NewFeedItem,
+    TAKE_IDEMPOTENCY_KEY, WriteOutcome, delivery_row, event_row, feed_rows,
+};
+use super::multirow::MultiRow;
+use super::{FeedSignal, StoreError};
+use crate::timeutil::Micros;
+
+/// Prepared statements kept: each multi-row insert comes in a few sizes.
+const STATEMENT_CACHE: usize = 64;
+/// WAL pages past which the checkpointer makes the WAL start over (32 MiB of 4 KiB pages).
+pub const RESTART_PAGES: i64 = 8_192;
+/// WAL pages past which a writing connection checkpoints by itself: only a safety net, should
+/// the background checkpoints fall behind (64 MiB of 4 KiB pages; SQLite's default is 1 000).
+pub const AUTOCHECKPOINT_PAGES: u32 = 16_384;
+
+/// The SQLite writer's own connection.
+pub struct Direct {
+    conn: rusqlite::Connection,
+    feed: FeedSignal,
+    /// Per statement text (its address: they are all `'static`), whether its parameters can be
+    /// bound by position ([`numbered_in_order`]); checked once.
+    in_order: HashMap<usize, bool>,
+}
+
+impl std::fmt::Debug for Direct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Direct").finish_non_exhaustive()
+    }
+}
+
+impl Direct {
+    /// Opens the database file the pools use (created and switched to WAL by them), with the
+    /// same settings as theirs (see [`super::Store::connect`]).
+    pub fn open(path: &Path, feed: FeedSignal) -> Result<Self, StoreError> {
+        let conn = open(path)?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT_PAGES)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(Self { conn, feed, in_order: HashMap::new() })
+    }
+
+    /// [`super::Store::write_events`], synchronously.
+    pub fn write_events(&mut self, batch: &[EventWrite], now: Micros) -> Vec<Result<WriteOutcome, StoreError>> {
+        whole_or_each(batch, |b| self.write_events_in_one(b, now))
+    }
+
+    fn write_events_in_one(&mut self, batch: &[EventWrite], now: Micros) -> Result<Vec<WriteOutcome>, StoreError> {
+        let mut tx = Tx {
+            tx: self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?,
+            in_order: &mut self.in_order,
+        };
+        let outcomes =
+            batch.iter().map(|w| claim_idempotency(&mut tx, &w.event, now)).collect::<Result<Vec<_>, _>>()?;
+        let stored: Vec<&EventWrite> =
+            batch.iter().zip(&outcomes).filter(|(_, o)| **o == WriteOutcome::Stored).map(|(w, _)| w).collect();
+        let events: Vec<_> = stored.iter().map(|w| event_row(&w.event)).collect();
+        insert_rows(&mut tx, &EVENTS, &events)?;
+        let deliveries: Vec<_> =
+            stored.iter().flat_map(|w| w.deliveries.iter().map(move |d| delivery_row(&w.event, d, now))).collect();
+        insert_rows(&mut tx, &DELIVERIES, &deliveries)?;
+        let items: Vec<NewFeedItem<'_>> = stored
+            .iter()
+            .flat_map(|w| w.activities.iter().map(move |a| (w.event.project_id.as_str(), a, w.event.receive_time)))
+            .collect();
+        if !items.is_empty() {
+            let n = items.len() as i64;
+            let last: i64 = tx
+                .statement(ALLOCATE_FEED_SEQ, &[n.into()])?
+                .raw_query()
+                .next()?
+                .ok_or(rusqlite::Error::QueryReturnedNoRows)?
+                .get(0)?;
+            insert_rows(&mut tx, &FEED, &feed_rows(last - n + 1, &items))?;
+        }
+        tx.tx.commit()?;
+        // After the commit, never before: a reader woken earlier could miss the rows.
+        if !items.is_empty() {
+            self.feed.notify();
+        }
+        Ok(outcomes)
+    }
+}
+
+/// A connection to the database file the pools use (they create it and switch it to WAL).
+fn open(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
+/// Checkpoints the WAL in the background (see the module's documentation).
+pub struct Checkpointer(rusqlite::Connection);
+
+impl std::fmt::Debug for Checkpointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpointer").finish_non_exhaustive()
+    }
+}
+
+impl Checkpointer {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self(open(path)?))
+    }
+
+    /// Copies what it can of the WAL into the database file, waiting for no one; returns the
+    /// WAL's pages. Blocks on disk.
+    pub fn passive(&self) -> Result<i64, StoreError> {
+        Ok(self.run("PRAGMA wal_checkpoint(PASSIVE)")?.1)
+    }
+
+    /// Copies all of the WAL, waiting for readers of older pages, so that the next commit starts
+    /// it over. The caller holds the write lock. Blocks on disk.
+    pub fn restart(&self) -> Result<(), StoreError> {
+        let (busy, wal, copied) = self.run("PRAGMA wal_checkpoint(RESTART)")?;
+        if busy != 0 {
+            tracing::debug!(wal, copied, "WAL restart waited too long for a reader; trying again later");
+        }
+        Ok(())
+    }
+
+    fn run(&self, pragma: &str) -> rusqlite::Result<(i64, i64, i64)> {
+        self.0.query_row(pragma, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    }
+}
+
+/// Commits `batch` in one transaction; when that fails for another reason than an outage (one
+/// bad row fails the whole statement), each write on its own, so one write's error does not fail
+/// its neighbours.
+fn whole_or_each<W, O>(
+    batch: &[W],
+    mut commit: impl FnMut(&[W]) -> Result<Vec<O>, StoreError>,
+) -> Vec<Result<O, StoreError>> {
+    match commit(batch) {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Err(e) if batch.len() == 1 => vec![Err(e)],
+        Err(StoreError::Unavailable(e)) => batch.iter().map(|_| Err(StoreError::Unavailable(e.clone()))).collect(),
+        Err(_) => batch.iter().map(|w| commit(std::slice::from_ref(w)).map(|mut o| o.remove(0))).collect(),
+    }
+}
+
+/// A transaction of the writer's connection.
+struct Tx<'c> {
+    tx: Transaction<'c>,
+    in_order: &'c mut HashMap<usize, bool>,
+}
+
+impl Tx<'_> {
+    /// The cached statement for `sql` with `args` bound.
+    fn statement(&mut self, sql: &'static str, args: &[Arg<'_>]) -> rusqlite::Result<CachedStatement<'_>> {
+        let mut st = self.tx.prepare_cached(sql)?;
+        let in_order = *self.in_order.entry(sql.as_ptr() as usize).or_insert_with(|| numbered_in_order(&st));
+        bind_numbered(&mut st, args, in_order)?;
+        Ok(st)
+    }
+}
+
+fn insert_rows<const N: usize>(
+    tx: &mut Tx<'_>,
+    table: &'static MultiRow,
+    rows: &[[Arg<'_>; N]],
+) -> Result<(), StoreError> {
+    for (sql, chunk) in table.chunks(rows) {
+        let args: Vec<Arg<'_>> = chunk.iter().flatten().copied().collect();
+        tx.statement(sql, &args)?.raw_execute()?;
+    }
+    Ok(())
+}
+
+/// [`super::Store`]'s `claim_idempotency`: the same statements.
+fn claim_idempotency(tx: &mut Tx<'_>, e: &NewEvent, now: Micros) -> Result<WriteOutcome, StoreError> {
+    let Some((scope, key, expire)) = &e.idempotency else { return Ok(WriteOutcome::Stored) };
+    let key_args = [(&e.project_id).into(), scope.into(), key.into()];
+    let take = [key_args[0], key_args[1], key_args[2], (&e.id).into(), (*expire).into(), now.into()];
+    if tx.statement(TAKE_IDEMPOTENCY_KEY, &take)?.raw_execute()? == 1 {
+        return Ok(WriteOutcome::Stored);
+    }
+    let event_id: String = tx
+        .statement(IDEMPOTENT_EVENT, &key_args)?
+        .raw_query()
+        .next()?
+        .ok_or(rusqlite::Error::QueryReturnedNoRows)?
+        .get(0)?;
+    Ok(WriteOutcome::Duplicate { event_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ProjectId;
+    use crate::store::{NewActivity, Store};
+
+    fn event(id: &str, project: &str, key: Option<&str>) -> EventWrite {
+        EventWrite {
+            event: NewEvent {
+                id: id.into(),
+                project_id: project.into(),
+                source_id: None,
+                event_type: "invoice.paid".into(),
+                body: b"{}".to_vec(),
+                content_type: "application/json".into(),
+                request: None,
+                idempotency: key.map(|k| (String::new(), k.to_owned(), i64::MAX)),
+                idempotency_key: key.map(str::to_owned),
+                labels: "{}".into(),
+                occur_time: None,
+                receive_time: 1,
+                deliver_time: None,
+            },
+            deliveries: Vec::new(),
+            activities: vec![NewActivity {
+                kind: "EVENT_RECEIVED",
+                source_id: None,
+                destination_id: None,
+                event_type: Some("invoice.paid".into()),
+                payload: b"{}".to_vec(),
+            }],
+        }
+    }
+
+    async fn store_with_project(dir: &tempfile::TempDir) -> (Store, String) {
+        let url = format!("sqlite://{}", dir.path().join("loft.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let project = ProjectId::generate();
+        let mut tx = store.begin().await.unwrap();
+        store.insert_project(&mut tx, project, "{}", 1).await.unwrap();
+        tx.commit().await.unwrap();
+        store.checkpoint().await.unwrap();
+        (store, project.to_string())
+    }
+
+    /// Rows of `table` in the database file itself, ignoring the WAL.
+    fn in_main_file(dir: &tempfile::TempDir, table: &str) -> i64 {
+        let url = format!("file:{}?immutable=1", dir.path().join("loft.db").display());
+        let conn =
+            rusqlite::Connection::open_with_flags(url, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI)
+                .unwrap();
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_bad_write_fails_alone_and_keys_dedupe_within_a_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, project) = store_with_project(&dir).await;
+        let batch = [
+            event("evt_1", &project, Some("k")),
+            event("evt_2", "prj_missing", None),
+            event("evt_3", &project, Some("k")),
+            event("evt_4", &project, None),
+        ];
+        let outcomes = store.direct().unwrap().lock().unwrap().write_events(&batch, 10);
+        assert_eq!(outcomes[0].as_ref().unwrap(), &WriteOutcome::Stored);
+        assert!(matches!(outcomes[1], Err(StoreError::Reference)), "{:?}", outcomes[1]);
+        assert_eq!(outcomes[2].as_ref().unwrap(), &WriteOutcome::Duplicate { event_id: "evt_1".into() });
+        assert_eq!(outcomes[3].as_ref().unwrap(), &WriteOutcome::Stored);
+        assert_eq!(store.get_event(&project, "evt_4").await.unwrap().event_type, "invoice.paid");
+        assert!(matches!(store.get_event(&project, "evt_3").await, Err(StoreError::NotFound)));
+        // One feed item per stored event, numbered without gaps.
+        let feed = store.feed_range(0, i64::MAX, 10).await.unwrap();
+        assert_eq!(feed.iter().map(|f| f.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(store.feed_horizon().await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn checkpoints_move_the_wal_into_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, project) = store_with_project(&dir).await;
+        let batch: Vec<_> = (0..100).map(|i| event(&format!("evt_{i:03}"), &project, None)).collect();
+        let outcomes = store.direct().unwrap().lock().unwrap().write_events(&batch, 10);
+        assert!(outcomes.iter().all(|o| o.is_ok()));
+        // Committed, but only in the WAL: no writer checkpoints by itself this early.
+        assert_eq!(in_main_file(&dir, "events"), 0);
+        store.checkpoint().await.unwrap();
+        assert_eq!(in_main_file(&dir, "events"), 100);
+    }
+}
