@@ -29,8 +29,8 @@ use rusqlite::{CachedStatement, OpenFlags, Transaction, TransactionBehavior};
 
 use super::args::{Arg, bind_numbered, numbered_in_order};
 use super::events::{
-    ALLOCATE_FEED_SEQ, DELIVERIES, EVENTS, EventWrite, FEED, IDEMPOTENT_EVENT, NewEvent, NewFeedItem,
-    TAKE_IDEMPOTENCY_KEY, WriteOutcome, delivery_row, event_row, feed_rows,
+    ALLOCATE_FEED_SEQ, DELIVERIES, EVENTS, EventWrite, FEED, IDEMPOTENT_EVENT, NewEvent, TAKE_IDEMPOTENCY_KEY,
+    WriteOutcome, delivery_row, event_row, feed_items, feed_rows, stored,
 };
 use super::multirow::MultiRow;
 use super::{FeedSignal, StoreError};
@@ -85,17 +85,13 @@ impl Direct {
         };
         let outcomes =
             batch.iter().map(|w| claim_idempotency(&mut tx, &w.event, now)).collect::<Result<Vec<_>, _>>()?;
-        let stored: Vec<&EventWrite> =
-            batch.iter().zip(&outcomes).filter(|(_, o)| **o == WriteOutcome::Stored).map(|(w, _)| w).collect();
+        let stored = stored(batch, &outcomes);
         let events: Vec<_> = stored.iter().map(|w| event_row(&w.event)).collect();
         insert_rows(&mut tx, &EVENTS, &events)?;
         let deliveries: Vec<_> =
             stored.iter().flat_map(|w| w.deliveries.iter().map(move |d| delivery_row(&w.event, d, now))).collect();
         insert_rows(&mut tx, &DELIVERIES, &deliveries)?;
-        let items: Vec<NewFeedItem<'_>> = stored
-            .iter()
-            .flat_map(|w| w.activities.iter().map(move |a| (w.event.project_id.as_str(), a, w.event.receive_time)))
-            .collect();
+        let items = feed_items(&stored);
         if !items.is_empty() {
             let n = items.len() as i64;
             let last: i64 = tx
@@ -147,13 +143,13 @@ impl Checkpointer {
     }
 
     /// Copies all of the WAL, waiting for readers of older pages, so that the next commit starts
-    /// it over. The caller holds the write lock. Blocks on disk.
-    pub fn restart(&self) -> Result<(), StoreError> {
+    /// it over; returns the WAL's pages. The caller holds the write lock. Blocks on disk.
+    pub fn restart(&self) -> Result<i64, StoreError> {
         let (busy, wal, copied) = self.run("PRAGMA wal_checkpoint(RESTART)")?;
         if busy != 0 {
             tracing::debug!(wal, copied, "WAL restart waited too long for a reader; trying again later");
         }
-        Ok(())
+        Ok(wal)
     }
 
     fn run(&self, pragma: &str) -> rusqlite::Result<(i64, i64, i64)> {

@@ -195,6 +195,19 @@ pub(super) fn feed_rows<'a>(first: i64, items: &[NewFeedItem<'a>]) -> Vec<[Arg<'
         .collect()
 }
 
+/// The writes of `batch` whose outcome is [`WriteOutcome::Stored`].
+pub(super) fn stored<'a>(batch: &'a [EventWrite], outcomes: &[WriteOutcome]) -> Vec<&'a EventWrite> {
+    batch.iter().zip(outcomes).filter(|(_, o)| **o == WriteOutcome::Stored).map(|(w, _)| w).collect()
+}
+
+/// The feed items of stored writes: their activities, at their events' receive time.
+pub(super) fn feed_items<'a>(stored: &[&'a EventWrite]) -> Vec<NewFeedItem<'a>> {
+    stored
+        .iter()
+        .flat_map(|w| w.activities.iter().map(move |a| (w.event.project_id.as_str(), a, w.event.receive_time)))
+        .collect()
+}
+
 /// Inserts `rows` into `table` inside `tx`, a few multi-row statements at a time.
 pub(super) async fn insert_rows<const N: usize>(
     tx: &mut Tx,
@@ -248,18 +261,9 @@ impl Store {
         for w in batch {
             outcomes.push(self.claim_idempotency(&mut tx, &w.event, now).await?);
         }
-        let stored: Vec<&EventWrite> =
-            batch.iter().zip(&outcomes).filter(|(_, o)| **o == WriteOutcome::Stored).map(|(w, _)| w).collect();
+        let stored = stored(batch, &outcomes);
         self.insert_events(&mut tx, &stored, now).await?;
-        let activities = stored.iter().map(|w| w.activities.len()).sum::<usize>();
-        if activities > 0 {
-            let first = self.allocate_feed_seq(&mut tx, activities as i64).await?;
-            let items: Vec<NewFeedItem<'_>> = stored
-                .iter()
-                .flat_map(|w| w.activities.iter().map(move |a| (w.event.project_id.as_str(), a, w.event.receive_time)))
-                .collect();
-            self.insert_feed(&mut tx, first, &items).await?;
-        }
+        self.append_feed_items(&mut tx, &feed_items(&stored)).await?;
         tx.commit().await?;
         Ok(outcomes)
     }

@@ -323,7 +323,7 @@ impl Store {
         let wal = run(Checkpointer::passive).await.map_err(StoreError::unavailable)??;
         if wal >= direct::RESTART_PAGES {
             let _lock = self.write_lock().await?;
-            run(|c| c.restart().map(|()| 0)).await.map_err(StoreError::unavailable)??;
+            run(Checkpointer::restart).await.map_err(StoreError::unavailable)??;
         }
         Ok(())
     }
