@@ -54,7 +54,7 @@ impl Store {
     /// Inserts the bootstrap key only while no key exists at all, so that several nodes starting
     /// together on one empty database create one admin key between them.
     pub async fn insert_first_api_key(&self, k: &NewApiKey<'_>) -> Result<bool, StoreError> {
-        let n = on_pool!(self.writes(), p => sqlx::query(
+        let n = on_pool!(&*self.writes().await, p => sqlx::query(
             "INSERT INTO api_keys (id, project_id, name, role, prefix, key_hash, create_time, update_time, expire_time) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM api_keys)")
             .bind(k.id).bind(k.project_id).bind(k.name).bind(k.role).bind(k.prefix).bind(k.key_hash)
@@ -97,7 +97,7 @@ impl Store {
         name: &str,
         now: Micros,
     ) -> Result<(), StoreError> {
-        let n = on_pool!(self.writes(), p => sqlx::query(
+        let n = on_pool!(&*self.writes().await, p => sqlx::query(
             "UPDATE api_keys SET name = $3, update_time = $4 WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR project_id = $2)")
             .bind(id).bind(project).bind(name).bind(now).execute(p).await?.rows_affected());
         if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
@@ -105,7 +105,7 @@ impl Store {
 
     /// Sets the revoke time once; revoking again keeps the first time.
     pub async fn revoke_api_key(&self, id: &str, project: Option<&str>, now: Micros) -> Result<(), StoreError> {
-        let n = on_pool!(self.writes(), p => sqlx::query(
+        let n = on_pool!(&*self.writes().await, p => sqlx::query(
             "UPDATE api_keys SET revoke_time = COALESCE(revoke_time, $3), update_time = $3 \
              WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR project_id = $2)")
             .bind(id).bind(project).bind(now).execute(p).await?.rows_affected());
@@ -113,7 +113,7 @@ impl Store {
     }
 
     pub async fn delete_api_key(&self, id: &str, project: Option<&str>) -> Result<(), StoreError> {
-        let n = on_pool!(self.writes(), p => sqlx::query(
+        let n = on_pool!(&*self.writes().await, p => sqlx::query(
             "DELETE FROM api_keys WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR project_id = $2)")
             .bind(id).bind(project).execute(p).await?.rows_affected());
         if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
@@ -121,7 +121,7 @@ impl Store {
 
     /// Records use; callers throttle this so a busy key does not write on every request.
     pub async fn touch_api_key(&self, id: &str, now: Micros) -> Result<(), StoreError> {
-        on_pool!(self.writes(), p => sqlx::query("UPDATE api_keys SET last_used_time = $2 WHERE id = $1")
+        on_pool!(&*self.writes().await, p => sqlx::query("UPDATE api_keys SET last_used_time = $2 WHERE id = $1")
             .bind(id).bind(now).execute(p).await.map(|_| ())?);
         Ok(())
     }

@@ -97,7 +97,7 @@ impl Store {
         since: Micros,
         now: Micros,
     ) -> Result<u64, StoreError> {
-        Ok(on_pool!(self.writes(), p => sqlx::query(
+        Ok(on_pool!(&*self.writes().await, p => sqlx::query(
             "UPDATE deliveries SET state = 'RETRYING', next_attempt_time = $4, lease_until = NULL, update_time = $4 \
              WHERE project_id = $1 AND destination_id = $2 AND state = 'FAILED' AND create_time >= $3")
             .bind(project).bind(destination).bind(since).bind(now).execute(p).await?.rows_affected()))

@@ -50,6 +50,9 @@ macro_rules! select_health {
     };
 }
 
+/// A destination's health row (`$1`), in the columns of [`DestinationHealth`].
+pub(super) const HEALTH_OF: &str = select_health!("WHERE destination_id = $1");
+
 /// A destination document and its health row, if it has one, read together.
 #[derive(sqlx::FromRow)]
 struct DestinationRow {
@@ -72,13 +75,27 @@ impl Store {
         project: ProjectId,
         id: &DestinationId,
     ) -> Result<(Stored<DestinationSpec>, DestinationHealth), StoreError> {
-        let (project, id) = (project.to_string(), id.to_string());
-        let row: Option<DestinationRow> = on_pool!(self.pool(), p => sqlx::query_as(
-            "SELECT d.id, d.project_id, d.spec, d.create_time, d.update_time, h.state, h.disabled_reason, \
+        const SQL: &str = "SELECT d.id, d.project_id, d.spec, d.create_time, d.update_time, h.state, h.disabled_reason, \
              h.consecutive_failures, h.failing_since, h.last_success_time, h.last_failure_time, h.circuit, \
              h.circuit_retry_time FROM destinations d LEFT JOIN destination_health h ON h.destination_id = d.id \
-             WHERE d.project_id = $1 AND d.id = $2")
-            .bind(&project).bind(&id).fetch_optional(p).await?);
+             WHERE d.project_id = $1 AND d.id = $2";
+        let (project, id) = (project.to_string(), id.to_string());
+        let row: Option<DestinationRow> = match self.readers() {
+            Some(r) => r.row(SQL, &[project.as_str().into(), id.as_str().into()], |r| {
+                Ok(DestinationRow {
+                    document: DocumentRow::from_columns(r)?,
+                    state: r.get(5)?,
+                    disabled_reason: r.get(6)?,
+                    consecutive_failures: r.get(7)?,
+                    failing_since: r.get(8)?,
+                    last_success_time: r.get(9)?,
+                    last_failure_time: r.get(10)?,
+                    circuit: r.get(11)?,
+                    circuit_retry_time: r.get(12)?,
+                })
+            })?,
+            None => on_pool!(self.pool(), p => sqlx::query_as(SQL).bind(&project).bind(&id).fetch_optional(p).await?),
+        };
         let row = row.ok_or(StoreError::NotFound)?;
         let health = match row.state {
             None => DestinationHealth::healthy(&id),
@@ -145,7 +162,7 @@ impl Store {
         destination_id: &str,
     ) -> Result<DestinationHealth, StoreError> {
         super::dialect::lock_destination_health(tx, destination_id).await?;
-        let row: Option<DestinationHealth> = on_tx!(tx, c => sqlx::query_as(select_health!("WHERE destination_id = $1"))
+        let row: Option<DestinationHealth> = on_tx!(tx, c => sqlx::query_as(HEALTH_OF)
             .bind(destination_id).fetch_optional(c).await?);
         Ok(row.unwrap_or_else(|| DestinationHealth::healthy(destination_id)))
     }

@@ -28,12 +28,15 @@ use std::time::Duration;
 use rusqlite::{CachedStatement, OpenFlags, Transaction, TransactionBehavior};
 
 use super::args::{Arg, bind_numbered, numbered_in_order};
+use super::destinations::HEALTH_OF;
+use super::dispatch::{AttemptResult, AttemptWrites};
 use super::events::{
-    ALLOCATE_FEED_SEQ, DELIVERIES, EVENTS, EventWrite, FEED, IDEMPOTENT_EVENT, NewEvent, TAKE_IDEMPOTENCY_KEY,
-    WriteOutcome, delivery_row, event_row, feed_items, feed_rows, stored,
+    ALLOCATE_FEED_SEQ, DELIVERIES, EVENTS, EventWrite, FEED, IDEMPOTENT_EVENT, NewEvent, NewFeedItem,
+    TAKE_IDEMPOTENCY_KEY, WriteOutcome, delivery_row, event_row, feed_items, feed_rows, stored,
 };
 use super::multirow::MultiRow;
-use super::{FeedSignal, StoreError};
+use super::{DestinationHealth, FeedSignal, StoreError};
+use crate::domain::breaker;
 use crate::timeutil::Micros;
 
 /// Prepared statements kept: each multi-row insert comes in a few sizes.
@@ -79,10 +82,7 @@ impl Direct {
     }
 
     fn write_events_in_one(&mut self, batch: &[EventWrite], now: Micros) -> Result<Vec<WriteOutcome>, StoreError> {
-        let mut tx = Tx {
-            tx: self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?,
-            in_order: &mut self.in_order,
-        };
+        let mut tx = self.begin()?;
         let outcomes =
             batch.iter().map(|w| claim_idempotency(&mut tx, &w.event, now)).collect::<Result<Vec<_>, _>>()?;
         let stored = stored(batch, &outcomes);
@@ -91,23 +91,52 @@ impl Direct {
         let deliveries: Vec<_> =
             stored.iter().flat_map(|w| w.deliveries.iter().map(move |d| delivery_row(&w.event, d, now))).collect();
         insert_rows(&mut tx, &DELIVERIES, &deliveries)?;
-        let items = feed_items(&stored);
-        if !items.is_empty() {
-            let n = items.len() as i64;
-            let last: i64 = tx
-                .statement(ALLOCATE_FEED_SEQ, &[n.into()])?
-                .raw_query()
-                .next()?
-                .ok_or(rusqlite::Error::QueryReturnedNoRows)?
-                .get(0)?;
-            insert_rows(&mut tx, &FEED, &feed_rows(last - n + 1, &items))?;
-        }
-        tx.tx.commit()?;
-        // After the commit, never before: a reader woken earlier could miss the rows.
-        if !items.is_empty() {
-            self.feed.notify();
-        }
+        let appended = append_feed(&mut tx, &feed_items(&stored))?;
+        tx.commit(appended)?;
         Ok(outcomes)
+    }
+
+    /// [`super::Store::record_attempts`], synchronously.
+    pub fn record_attempts(
+        &mut self,
+        batch: &[AttemptResult],
+        now: Micros,
+    ) -> Vec<Result<breaker::Transition, StoreError>> {
+        whole_or_each(batch, |b| self.record_attempts_in_one(b, now))
+    }
+
+    fn record_attempts_in_one(
+        &mut self,
+        batch: &[AttemptResult],
+        now: Micros,
+    ) -> Result<Vec<breaker::Transition>, StoreError> {
+        let mut tx = self.begin()?;
+        let current =
+            AttemptWrites::to_read(batch).into_iter().map(|id| health(&mut tx, id)).collect::<Result<Vec<_>, _>>()?;
+        let writes = AttemptWrites::decide(batch, current, now);
+        for (sql, args) in writes.statements() {
+            tx.statement(sql, &args)?.raw_execute()?;
+        }
+        let appended = append_feed(&mut tx, &writes.feed_items())?;
+        tx.commit(appended)?;
+        Ok(writes.outcomes)
+    }
+
+    /// Runs `write` in one transaction, committed when it returns `Ok`.
+    pub fn write<T>(&mut self, write: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut tx = self.begin()?;
+        let out = write(&mut tx)?;
+        tx.commit(false)?;
+        Ok(out)
+    }
+
+    /// A write transaction: takes SQLite's write lock at once rather than at its first write.
+    fn begin(&mut self) -> Result<Tx<'_>, StoreError> {
+        Ok(Tx {
+            tx: self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?,
+            in_order: &mut self.in_order,
+            feed: self.feed.clone(),
+        })
     }
 }
 
@@ -173,18 +202,117 @@ fn whole_or_each<W, O>(
 }
 
 /// A transaction of the writer's connection.
-struct Tx<'c> {
+pub struct Tx<'c> {
     tx: Transaction<'c>,
     in_order: &'c mut HashMap<usize, bool>,
+    feed: FeedSignal,
 }
 
 impl Tx<'_> {
+    /// Commits; with `appended` (it wrote feed items), then wakes the feed.
+    fn commit(self, appended: bool) -> Result<(), StoreError> {
+        self.tx.commit()?;
+        // After the commit, never before: a reader woken earlier could miss the rows.
+        if appended {
+            self.feed.notify();
+        }
+        Ok(())
+    }
+
+    /// The rows of `sql`, a query of two text columns.
+    pub fn pairs(&mut self, sql: &'static str, args: &[Arg<'_>]) -> Result<Vec<(String, String)>, StoreError> {
+        let mut st = self.statement(sql, args)?;
+        let mut rows = st.raw_query();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push((r.get(0)?, r.get(1)?));
+        }
+        Ok(out)
+    }
+
     /// The cached statement for `sql` with `args` bound.
     fn statement(&mut self, sql: &'static str, args: &[Arg<'_>]) -> rusqlite::Result<CachedStatement<'_>> {
-        let mut st = self.tx.prepare_cached(sql)?;
-        let in_order = *self.in_order.entry(sql.as_ptr() as usize).or_insert_with(|| numbered_in_order(&st));
-        bind_numbered(&mut st, args, in_order)?;
-        Ok(st)
+        statement(&self.tx, self.in_order, sql, args)
+    }
+}
+
+/// The cached statement of `conn` for `sql`, with `args` bound (`in_order`: what is known of
+/// each statement's parameters, see [`numbered_in_order`]).
+fn statement<'c>(
+    conn: &'c rusqlite::Connection,
+    in_order: &mut HashMap<usize, bool>,
+    sql: &'static str,
+    args: &[Arg<'_>],
+) -> rusqlite::Result<CachedStatement<'c>> {
+    let mut st = conn.prepare_cached(sql)?;
+    let in_order = *in_order.entry(sql.as_ptr() as usize).or_insert_with(|| numbered_in_order(&st));
+    bind_numbered(&mut st, args, in_order)?;
+    Ok(st)
+}
+
+/// SQLite: read-only connections for the point reads of hot paths (`GetDestination`, a claimed
+/// delivery with its event), run on the caller's thread.
+///
+/// Through sqlx a read is two hand-offs to the connection's thread and back, and a third as
+/// the connection returns to the pool (sqlx pings it): for a lookup by primary key that SQLite
+/// answers in microseconds, those wake-ups were most of the cost (`perf`: ≈ 35 % of the CPU of
+/// `GetDestination`, against 6 % in SQLite itself). A WAL reader never waits for the writer, so
+/// such a read does not hold up the async worker it runs on. Reads that may scan (lists,
+/// searches) stay on the sqlx pool, off the workers.
+pub struct Readers {
+    path: std::path::PathBuf,
+    idle: std::sync::Mutex<Vec<Reader>>,
+}
+
+/// Connections kept idle by [`Readers`]; more are opened while more read at once.
+const IDLE_READERS: usize = 4;
+
+struct Reader {
+    conn: rusqlite::Connection,
+    in_order: HashMap<usize, bool>,
+}
+
+impl std::fmt::Debug for Readers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readers").finish_non_exhaustive()
+    }
+}
+
+impl Readers {
+    pub fn new(path: &Path) -> Self {
+        Self { path: path.to_owned(), idle: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    /// The first row of `sql` with `args`, mapped by `map`; `None` when there is none.
+    pub fn row<T>(
+        &self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+        map: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let idle = self.idle.lock().expect("readers poisoned").pop();
+        let mut reader = match idle {
+            Some(r) => r,
+            None => {
+                let conn = rusqlite::Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.busy_timeout(Duration::from_secs(10))?;
+                conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                Reader { conn, in_order: HashMap::new() }
+            }
+        };
+        let out = (|| {
+            let mut st = statement(&reader.conn, &mut reader.in_order, sql, args)?;
+            let mut rows = st.raw_query();
+            rows.next()?.map(map).transpose()
+        })();
+        let mut idle = self.idle.lock().expect("readers poisoned");
+        if idle.len() < IDLE_READERS {
+            idle.push(reader);
+        }
+        Ok(out?)
     }
 }
 
@@ -198,6 +326,40 @@ fn insert_rows<const N: usize>(
         tx.statement(sql, &args)?.raw_execute()?;
     }
     Ok(())
+}
+
+/// Appends feed items, numbered in order; false when there were none.
+fn append_feed(tx: &mut Tx<'_>, items: &[NewFeedItem<'_>]) -> Result<bool, StoreError> {
+    if items.is_empty() {
+        return Ok(false);
+    }
+    let n = items.len() as i64;
+    let last: i64 = tx
+        .statement(ALLOCATE_FEED_SEQ, &[n.into()])?
+        .raw_query()
+        .next()?
+        .ok_or(rusqlite::Error::QueryReturnedNoRows)?
+        .get(0)?;
+    insert_rows(tx, &FEED, &feed_rows(last - n + 1, items))?;
+    Ok(true)
+}
+
+/// A destination's health row; a destination without one is healthy.
+fn health(tx: &mut Tx<'_>, destination_id: &str) -> Result<DestinationHealth, StoreError> {
+    let mut st = tx.statement(HEALTH_OF, &[destination_id.into()])?;
+    let mut rows = st.raw_query();
+    let Some(r) = rows.next()? else { return Ok(DestinationHealth::healthy(destination_id)) };
+    Ok(DestinationHealth {
+        destination_id: r.get(0)?,
+        state: r.get(1)?,
+        disabled_reason: r.get(2)?,
+        consecutive_failures: r.get(3)?,
+        failing_since: r.get(4)?,
+        last_success_time: r.get(5)?,
+        last_failure_time: r.get(6)?,
+        circuit: r.get(7)?,
+        circuit_retry_time: r.get(8)?,
+    })
 }
 
 /// [`super::Store`]'s `claim_idempotency`: the same statements.

@@ -1,9 +1,10 @@
 //! What the dispatcher reads and writes: claiming due deliveries under a lease, loading what a
 //! send needs, and recording an attempt's result with everything it changes, in one transaction.
 
+use super::args::Arg;
 use super::events::NewFeedItem;
 use super::multirow::MultiRow;
-use super::{NewActivity, StoreError, dialect, on_pool, on_tx};
+use super::{DestinationHealth, NewActivity, StoreError, dialect, on_pool};
 use crate::domain::breaker;
 use crate::store::Store;
 use crate::timeutil::Micros;
@@ -159,26 +160,27 @@ impl Store {
         let unordered = dialect::claim_unordered(backend);
         let ordered = dialect::claim_ordered(backend);
         let mut claimed: Vec<Claimed>;
-        match self.writes() {
-            super::Pool::Sqlite(p) => {
-                // A write: take the lock up front like every other SQLite writer; it also makes
-                // the claim exclusive.
-                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-                claimed = sqlx::query_as(ordered).bind(lease_until).bind(now).fetch_all(&mut *tx).await?;
-                let room = limit.saturating_sub(claimed.len() as u32);
-                if room > 0 {
-                    let more: Vec<Claimed> = sqlx::query_as(unordered)
-                        .bind(lease_until)
-                        .bind(now)
-                        .bind(i64::from(room))
-                        .bind(&caps_json)
-                        .bind(i64::from(default_cap))
-                        .bind(i64::from(per_destination))
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    claimed.extend(more);
-                }
-                tx.commit().await?;
+        match &self.writes {
+            super::Pool::Sqlite(_) => {
+                // Exclusive: it runs under the write lock.
+                let claim = move |tx: &mut super::direct::Tx<'_>| {
+                    let mut claimed = tx.pairs(ordered, &[lease_until.into(), now.into()])?;
+                    let room = limit.saturating_sub(claimed.len() as u32);
+                    if room > 0 {
+                        let args = [
+                            lease_until.into(),
+                            now.into(),
+                            i64::from(room).into(),
+                            caps_json.as_str().into(),
+                            i64::from(default_cap).into(),
+                            i64::from(per_destination).into(),
+                        ];
+                        claimed.extend(tx.pairs(unordered, &args)?);
+                    }
+                    Ok(claimed)
+                };
+                let pairs = self.on_direct(move |d| d.write(claim)).await.expect("SQLite writes directly")?;
+                claimed = pairs.into_iter().map(|(id, destination_id)| Claimed { id, destination_id }).collect();
             }
             super::Pool::Postgres(p) => {
                 let mut tx = p.begin().await?;
@@ -219,14 +221,35 @@ impl Store {
              COALESCE(d.lease_until, 0) AS lease_until, d.body, d.content_type, d.forward_headers, e.type AS event_type, \
              e.source_id AS event_source_id, e.body AS event_body, e.content_type AS event_content_type, e.request AS event_request, e.receive_time \
              FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1 AND (d.lease_until IS NOT NULL OR NOT $2)";
-        let row: Option<DueDelivery> =
-            on_pool!(self.pool(), p => sqlx::query_as(SQL).bind(id).bind(leased).fetch_optional(p).await?);
+        let row: Option<DueDelivery> = match self.readers() {
+            Some(r) => r.row(SQL, &[id.into(), leased.into()], |r| {
+                Ok(DueDelivery {
+                    id: r.get(0)?,
+                    project_id: r.get(1)?,
+                    event_id: r.get(2)?,
+                    subscription_id: r.get(3)?,
+                    destination_id: r.get(4)?,
+                    attempt_count: r.get(5)?,
+                    lease_until: r.get(6)?,
+                    body: r.get(7)?,
+                    content_type: r.get(8)?,
+                    forward_headers: r.get(9)?,
+                    event_type: r.get(10)?,
+                    event_source_id: r.get(11)?,
+                    event_body: r.get(12)?,
+                    event_content_type: r.get(13)?,
+                    event_request: r.get(14)?,
+                    receive_time: r.get(15)?,
+                })
+            })?,
+            None => on_pool!(self.pool(), p => sqlx::query_as(SQL).bind(id).bind(leased).fetch_optional(p).await?),
+        };
         row.ok_or(StoreError::NotFound)
     }
 
     /// Moves a lease we hold (`held`) to `until`; false when it is no longer ours.
     pub async fn extend_lease(&self, id: &str, held: Micros, until: Micros) -> Result<bool, StoreError> {
-        let n = on_pool!(self.writes(), p => sqlx::query(
+        let n = on_pool!(&*self.writes().await, p => sqlx::query(
             "UPDATE deliveries SET lease_until = $3 WHERE id = $1 AND lease_until = $2 AND next_attempt_time IS NOT NULL")
             .bind(id).bind(held).bind(until).execute(p).await?.rows_affected());
         Ok(n == 1)
@@ -236,7 +259,7 @@ impl Store {
     /// (its retries are not spent): how an open circuit holds deliveries. `false` when the lease
     /// is no longer ours.
     pub async fn defer(&self, id: &str, held: Micros, until: Micros) -> Result<bool, StoreError> {
-        let n = on_pool!(self.writes(), p => sqlx::query(
+        let n = on_pool!(&*self.writes().await, p => sqlx::query(
             "UPDATE deliveries SET next_attempt_time = $3, lease_until = NULL \
              WHERE id = $1 AND lease_until = $2 AND next_attempt_time IS NOT NULL")
             .bind(id).bind(held).bind(until).execute(p).await?.rows_affected());
@@ -245,7 +268,7 @@ impl Store {
 
     /// Gives a lease back without an attempt (the destination went away or stopped).
     pub async fn release_lease(&self, id: &str, held: Micros) -> Result<(), StoreError> {
-        on_pool!(self.writes(), p => sqlx::query("UPDATE deliveries SET lease_until = NULL WHERE id = $1 AND lease_until = $2")
+        on_pool!(&*self.writes().await, p => sqlx::query("UPDATE deliveries SET lease_until = NULL WHERE id = $1 AND lease_until = $2")
             .bind(id).bind(held).execute(p).await.map(|_| ())?);
         Ok(())
     }
@@ -277,117 +300,18 @@ impl Store {
         batch: &[AttemptResult],
         now: Micros,
     ) -> Result<Vec<breaker::Transition>, StoreError> {
-        static ATTEMPTS: MultiRow = MultiRow::new(
-            "attempts (id, project_id, delivery_id, event_id, destination_id, number, outcome, status_code, \
-             error_kind, error_message, request, request_body, response_headers, response_body, response_truncated, \
-             start_time, duration_us)",
-            17,
-        );
         let mut tx = self.begin().await?;
-        let mut rest = batch;
-        for (sql, n) in ATTEMPTS.plan(batch.len()) {
-            let (chunk, tail) = rest.split_at(n);
-            rest = tail;
-            on_tx!(&mut tx, c => {
-                let mut q = sqlx::query(sql);
-                for r in chunk {
-                    let a = &r.attempt;
-                    q = q.bind(&a.id).bind(&a.project_id).bind(&a.delivery_id).bind(&a.event_id).bind(&a.destination_id)
-                        .bind(a.number).bind(a.outcome).bind(a.status_code).bind(a.error_kind).bind(&a.error_message)
-                        .bind(&a.request).bind(&a.request_body).bind(&a.response_headers).bind(&a.response_body)
-                        .bind(a.response_truncated).bind(a.start_time).bind(a.duration_us);
-                }
-                q.execute(c).await.map(|_| ())?
-            });
+        let mut current = Vec::new();
+        for id in AttemptWrites::to_read(batch) {
+            current.push(self.destination_health_in(&mut tx, id).await?);
         }
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let mut feed: Vec<(&str, NewActivity)> = Vec::new();
-        // A success after a success changes nothing more: one upsert per destination and run.
-        let mut last_succeeded: Option<&str> = None;
-        for r in batch {
-            let a = &r.attempt;
-            on_tx!(&mut tx, c => sqlx::query(
-                // A delivery cancelled while its attempt was in flight stays cancelled (and, for an
-                // ORDERED destination, its lease release lets the next one go).
-                "UPDATE deliveries SET state = CASE WHEN state = 'CANCELLED' THEN state ELSE $2 END, attempt_count = $3, \
-                 next_attempt_time = CASE WHEN state = 'CANCELLED' THEN NULL ELSE $4 END, lease_until = NULL, \
-                 last_status_code = $5, last_error = $6, update_time = $7 WHERE id = $1")
-                .bind(&a.delivery_id).bind(r.state).bind(a.number).bind(r.next_attempt_time).bind(a.status_code)
-                .bind(&r.error_summary).bind(now)
-                .execute(c).await.map(|_| ())?);
-            let mut transitions = Vec::new();
-            let mut outcome = breaker::Transition::None;
-            match &r.health {
-                HealthChange::Unchanged => {}
-                HealthChange::Succeeded if last_succeeded == Some(a.destination_id.as_str()) => {}
-                HealthChange::Succeeded => on_tx!(&mut tx, c => sqlx::query(
-                    "INSERT INTO destination_health (destination_id, last_success_time) VALUES ($1, $2) \
-                     ON CONFLICT (destination_id) DO UPDATE SET consecutive_failures = 0, failing_since = NULL, \
-                     last_success_time = $2, circuit = 'CLOSED', circuit_retry_time = NULL")
-                    .bind(&a.destination_id).bind(now).execute(c).await.map(|_| ())?),
-                HealthChange::Failed { disable_after } => {
-                    // The breaker's decision needs the current counters (including what earlier
-                    // attempts of this batch changed); the write lock (SQLite) or the row lock
-                    // taken by the read (PostgreSQL) keeps two nodes, or a concurrent pause, from
-                    // being overwritten with stale ones.
-                    let current = self.destination_health_in(&mut tx, &a.destination_id).await?;
-                    let before = breaker::Health {
-                        consecutive_failures: current.consecutive_failures,
-                        failing_since: current.failing_since,
-                        circuit_open: current.circuit == "OPEN",
-                        circuit_retry_time: current.circuit_retry_time,
-                        disabled: current.state == "DISABLED",
-                    };
-                    let (after, transition) = breaker::after_failure(&before, now, *disable_after);
-                    let (state, reason) = if after.disabled {
-                        ("DISABLED", transition_reason(&transition))
-                    } else {
-                        (current.state.as_str(), current.disabled_reason.clone())
-                    };
-                    on_tx!(&mut tx, c => sqlx::query(
-                        "INSERT INTO destination_health (destination_id, state, disabled_reason, consecutive_failures, failing_since, \
-                         last_failure_time, circuit, circuit_retry_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                         ON CONFLICT (destination_id) DO UPDATE SET state = $2, disabled_reason = $3, consecutive_failures = $4, \
-                         failing_since = $5, last_failure_time = $6, circuit = $7, circuit_retry_time = $8")
-                        .bind(&a.destination_id).bind(state).bind(&reason).bind(after.consecutive_failures).bind(after.failing_since)
-                        .bind(now).bind(if after.circuit_open { "OPEN" } else { "CLOSED" }).bind(after.circuit_retry_time)
-                        .execute(c).await.map(|_| ())?);
-                    if transition != breaker::Transition::None {
-                        let (state, circuit) = if after.disabled { ("DISABLED", "OPEN") } else { ("ACTIVE", "OPEN") };
-                        let payload = serde_json::json!({
-                            "destination_id": a.destination_id, "state": state, "circuit": circuit, "reason": transition_reason(&transition),
-                        });
-                        transitions.push(NewActivity {
-                            kind: "DESTINATION_STATE_CHANGED",
-                            source_id: None,
-                            destination_id: Some(a.destination_id.clone()),
-                            event_type: None,
-                            payload: serde_json::to_vec(&payload).expect("JSON of strings"),
-                        });
-                    }
-                    outcome = transition;
-                }
-                HealthChange::Disable(reason) => on_tx!(&mut tx, c => sqlx::query(
-                    "INSERT INTO destination_health (destination_id, state, disabled_reason, consecutive_failures, failing_since, \
-                     last_failure_time) VALUES ($1, 'DISABLED', $3, 1, $2, $2) ON CONFLICT (destination_id) DO UPDATE SET \
-                     state = 'DISABLED', disabled_reason = $3, consecutive_failures = destination_health.consecutive_failures + 1, \
-                     failing_since = COALESCE(destination_health.failing_since, $2), last_failure_time = $2")
-                    .bind(&a.destination_id).bind(now).bind(reason).execute(c).await.map(|_| ())?),
-            }
-            last_succeeded = match r.health {
-                HealthChange::Succeeded => Some(a.destination_id.as_str()),
-                HealthChange::Unchanged => last_succeeded,
-                _ => None,
-            };
-            feed.extend(r.activities.iter().cloned().chain(transitions).map(|act| (a.project_id.as_str(), act)));
-            outcomes.push(outcome);
+        let writes = AttemptWrites::decide(batch, current, now);
+        for (sql, args) in writes.statements() {
+            tx.execute(sql, &args).await?;
         }
-        if !feed.is_empty() {
-            let items: Vec<NewFeedItem<'_>> = feed.iter().map(|(p, act)| (*p, act, now)).collect();
-            self.append_feed_items(&mut tx, &items).await?;
-        }
+        self.append_feed_items(&mut tx, &writes.feed_items()).await?;
         tx.commit().await?;
-        Ok(outcomes)
+        Ok(writes.outcomes)
     }
 
     pub async fn get_attempt(&self, project: &str, id: &str) -> Result<AttemptRow, StoreError> {
@@ -454,7 +378,7 @@ impl Store {
     /// Makes a delivery due now; `NotFound` when absent, `AlreadyExists` while an attempt is in
     /// flight (it holds a live lease).
     pub async fn retry_delivery(&self, project: &str, id: &str, now: Micros) -> Result<(), StoreError> {
-        let n = on_pool!(self.writes(), p => sqlx::query(
+        let n = on_pool!(&*self.writes().await, p => sqlx::query(
             "UPDATE deliveries SET next_attempt_time = $3, lease_until = NULL, update_time = $3, \
              state = CASE WHEN attempt_count > 0 THEN 'RETRYING' ELSE 'PENDING' END \
              WHERE project_id = $1 AND id = $2 AND NOT (lease_until IS NOT NULL AND lease_until > $3 AND next_attempt_time IS NOT NULL)")
@@ -468,7 +392,7 @@ impl Store {
 
     /// Cancels a pending or retrying delivery; `AlreadyExists` when it has finished already.
     pub async fn cancel_delivery(&self, project: &str, id: &str, now: Micros) -> Result<(), StoreError> {
-        let n = on_pool!(self.writes(), p => sqlx::query(
+        let n = on_pool!(&*self.writes().await, p => sqlx::query(
             // The lease stays: an attempt may still be in flight, and an ORDERED destination's next
             // delivery waits for it.
             "UPDATE deliveries SET state = 'CANCELLED', next_attempt_time = NULL, update_time = $3 \
@@ -482,10 +406,358 @@ impl Store {
     }
 }
 
+/// Attempt rows.
+pub(super) static ATTEMPTS: MultiRow = MultiRow::new(
+    "attempts (id, project_id, delivery_id, event_id, destination_id, number, outcome, status_code, \
+     error_kind, error_message, request, request_body, response_headers, response_body, response_truncated, \
+     start_time, duration_us)",
+    17,
+);
+/// Each delivery's state after its attempt (`column1` id, then state, attempt count, next attempt
+/// time, status code, error, update time). A delivery cancelled while its attempt was in flight
+/// stays cancelled (and, for an ORDERED destination, its lease release lets the next one go).
+pub(super) static FINISH_DELIVERIES: MultiRow = MultiRow::update(
+    "UPDATE deliveries SET state = CASE WHEN deliveries.state = 'CANCELLED' THEN deliveries.state ELSE v.column2 END, \
+     attempt_count = v.column3, \
+     next_attempt_time = CASE WHEN deliveries.state = 'CANCELLED' THEN NULL ELSE v.column4 END, lease_until = NULL, \
+     last_status_code = v.column5, last_error = v.column6, update_time = v.column7 FROM",
+    7,
+    "WHERE deliveries.id = v.column1",
+);
+/// A destination's health after a success (`$1` destination, `$2` now), written without reading
+/// it: its state (a pause, a disable) is left as it is.
+const HEALTH_SUCCEEDED: &str = "INSERT INTO destination_health (destination_id, last_success_time) VALUES ($1, $2) \
+     ON CONFLICT (destination_id) DO UPDATE SET consecutive_failures = 0, failing_since = NULL, \
+     last_success_time = $2, circuit = 'CLOSED', circuit_retry_time = NULL";
+/// A destination's whole health row, as decided from the one read in the same transaction.
+const HEALTH_DECIDED: &str = "INSERT INTO destination_health (destination_id, state, disabled_reason, \
+     consecutive_failures, failing_since, last_success_time, last_failure_time, circuit, circuit_retry_time) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (destination_id) DO UPDATE SET state = $2, \
+     disabled_reason = $3, consecutive_failures = $4, failing_since = $5, last_success_time = $6, \
+     last_failure_time = $7, circuit = $8, circuit_retry_time = $9";
+
+/// Everything recording a batch of attempts writes, decided before any of it is written, so that
+/// both drivers (sqlx, and the SQLite writer's own connection) run the same statements.
+///
+/// The breaker needs a destination's current counters only when one of its attempts failed: those
+/// destinations' health rows are read first ([`AttemptWrites::to_read`], inside the transaction,
+/// which holds SQLite's write lock or, on PostgreSQL, the rows' locks), the batch's attempts are
+/// applied to them in order, and each is written once. A destination that only succeeded is reset
+/// without a read.
+pub(super) struct AttemptWrites<'a> {
+    batch: &'a [AttemptResult],
+    now: Micros,
+    decided: Vec<DestinationHealth>,
+    succeeded: Vec<&'a str>,
+    feed: Vec<(&'a str, NewActivity)>,
+    /// What the breaker decided for each attempt, in order.
+    pub outcomes: Vec<breaker::Transition>,
+}
+
+impl<'a> AttemptWrites<'a> {
+    /// The destinations whose health rows decide the batch, sorted (the order PostgreSQL locks
+    /// them in, the same on every node).
+    pub(super) fn to_read(batch: &[AttemptResult]) -> Vec<&str> {
+        let mut ids: Vec<&str> = batch
+            .iter()
+            .filter(|r| matches!(r.health, HealthChange::Failed { .. } | HealthChange::Disable(_)))
+            .map(|r| r.attempt.destination_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Applies the batch to `current`, the health rows of [`Self::to_read`].
+    pub(super) fn decide(batch: &'a [AttemptResult], mut current: Vec<DestinationHealth>, now: Micros) -> Self {
+        let mut succeeded: Vec<&str> = Vec::new();
+        let mut feed = Vec::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for r in batch {
+            let a = &r.attempt;
+            let read = matches!(r.health, HealthChange::Failed { .. } | HealthChange::Disable(_));
+            let health = health_of(&mut current, &a.destination_id, read);
+            let mut changed = None;
+            let outcome = match (&r.health, health) {
+                (HealthChange::Unchanged, _) => breaker::Transition::None,
+                (HealthChange::Succeeded, Some(h)) => {
+                    h.succeeded(now);
+                    breaker::Transition::None
+                }
+                (HealthChange::Succeeded, None) => {
+                    if !succeeded.contains(&a.destination_id.as_str()) {
+                        succeeded.push(&a.destination_id);
+                    }
+                    breaker::Transition::None
+                }
+                (HealthChange::Failed { disable_after }, Some(h)) => {
+                    let transition = h.failed(now, *disable_after);
+                    if transition != breaker::Transition::None {
+                        changed = Some(state_changed(h, &transition));
+                    }
+                    transition
+                }
+                (HealthChange::Disable(reason), Some(h)) => {
+                    h.disable(reason, now);
+                    breaker::Transition::None
+                }
+                // `health_of` gives these a row.
+                (HealthChange::Failed { .. } | HealthChange::Disable(_), None) => breaker::Transition::None,
+            };
+            feed.extend(r.activities.iter().cloned().chain(changed).map(|act| (a.project_id.as_str(), act)));
+            outcomes.push(outcome);
+        }
+        Self { batch, now, decided: current, succeeded, feed, outcomes }
+    }
+
+    /// The statements, in order: the attempt rows, the deliveries' new states, the health rows.
+    pub(super) fn statements(&self) -> Vec<(&'static str, Vec<Arg<'_>>)> {
+        let attempts: Vec<_> = self.batch.iter().map(|r| attempt_row(&r.attempt)).collect();
+        // One row per delivery (the last attempt's, should a batch hold two of one delivery):
+        // an UPDATE … FROM gives no order among rows matching the same delivery.
+        let mut finished: Vec<&AttemptResult> = Vec::with_capacity(self.batch.len());
+        for r in self.batch {
+            match finished.iter_mut().find(|f| f.attempt.delivery_id == r.attempt.delivery_id) {
+                Some(f) => *f = r,
+                None => finished.push(r),
+            }
+        }
+        let deliveries: Vec<_> = finished.iter().map(|r| finish_row(r, self.now)).collect();
+        let mut out = Vec::new();
+        out.extend(ATTEMPTS.chunks(&attempts).map(|(sql, rows)| (sql, rows.iter().flatten().copied().collect())));
+        out.extend(
+            FINISH_DELIVERIES.chunks(&deliveries).map(|(sql, rows)| (sql, rows.iter().flatten().copied().collect())),
+        );
+        out.extend(self.decided.iter().map(|h| (HEALTH_DECIDED, health_row(h).to_vec())));
+        out.extend(self.succeeded.iter().map(|d| (HEALTH_SUCCEEDED, vec![(*d).into(), self.now.into()])));
+        out
+    }
+
+    /// The feed items: each attempt's activities, then the state change it caused.
+    pub(super) fn feed_items(&self) -> Vec<NewFeedItem<'_>> {
+        self.feed.iter().map(|(p, act)| (*p, act, self.now)).collect()
+    }
+}
+
+/// The health row of `destination_id` among those read; with `read`, one there must be (the
+/// caller read every one of [`AttemptWrites::to_read`]; one it did not is decided as if it had
+/// no health row yet).
+fn health_of<'h>(
+    current: &'h mut Vec<DestinationHealth>,
+    destination_id: &str,
+    read: bool,
+) -> Option<&'h mut DestinationHealth> {
+    let i = match current.iter().position(|h| h.destination_id == destination_id) {
+        Some(i) => i,
+        None if read => {
+            debug_assert!(false, "health of {destination_id} not read");
+            current.push(DestinationHealth::healthy(destination_id));
+            current.len() - 1
+        }
+        None => return None,
+    };
+    Some(&mut current[i])
+}
+
+impl DestinationHealth {
+    fn succeeded(&mut self, now: Micros) {
+        self.consecutive_failures = 0;
+        self.failing_since = None;
+        self.last_success_time = Some(now);
+        self.circuit = "CLOSED".to_owned();
+        self.circuit_retry_time = None;
+    }
+
+    /// Counts a failure; the breaker decides whether the circuit opens or the destination is
+    /// disabled.
+    fn failed(&mut self, now: Micros, disable_after: std::time::Duration) -> breaker::Transition {
+        let before = breaker::Health {
+            consecutive_failures: self.consecutive_failures,
+            failing_since: self.failing_since,
+            circuit_open: self.circuit == "OPEN",
+            circuit_retry_time: self.circuit_retry_time,
+            disabled: self.state == "DISABLED",
+        };
+        let (after, transition) = breaker::after_failure(&before, now, disable_after);
+        if after.disabled {
+            self.state = "DISABLED".to_owned();
+            self.disabled_reason = transition_reason(&transition);
+        }
+        self.consecutive_failures = after.consecutive_failures;
+        self.failing_since = after.failing_since;
+        self.last_failure_time = Some(now);
+        self.circuit = if after.circuit_open { "OPEN" } else { "CLOSED" }.to_owned();
+        self.circuit_retry_time = after.circuit_retry_time;
+        transition
+    }
+
+    /// `410 Gone`: disabled at once, with `reason`.
+    fn disable(&mut self, reason: &str, now: Micros) {
+        self.state = "DISABLED".to_owned();
+        self.disabled_reason = reason.to_owned();
+        self.consecutive_failures += 1;
+        self.failing_since = Some(self.failing_since.unwrap_or(now));
+        self.last_failure_time = Some(now);
+    }
+}
+
+/// A row of [`ATTEMPTS`].
+fn attempt_row(a: &NewAttempt) -> [Arg<'_>; 17] {
+    [
+        (&a.id).into(),
+        (&a.project_id).into(),
+        (&a.delivery_id).into(),
+        (&a.event_id).into(),
+        (&a.destination_id).into(),
+        a.number.into(),
+        a.outcome.into(),
+        a.status_code.into(),
+        Arg::Text(a.error_kind),
+        (&a.error_message).into(),
+        (&a.request).into(),
+        a.request_body.as_slice().into(),
+        (&a.response_headers).into(),
+        a.response_body.as_slice().into(),
+        a.response_truncated.into(),
+        a.start_time.into(),
+        a.duration_us.into(),
+    ]
+}
+
+/// A row of [`FINISH_DELIVERIES`].
+fn finish_row(r: &AttemptResult, now: Micros) -> [Arg<'_>; 7] {
+    [
+        (&r.attempt.delivery_id).into(),
+        r.state.into(),
+        r.attempt.number.into(),
+        r.next_attempt_time.into(),
+        r.attempt.status_code.into(),
+        (&r.error_summary).into(),
+        now.into(),
+    ]
+}
+
+/// The arguments of [`HEALTH_DECIDED`].
+fn health_row(h: &DestinationHealth) -> [Arg<'_>; 9] {
+    [
+        (&h.destination_id).into(),
+        (&h.state).into(),
+        (&h.disabled_reason).into(),
+        h.consecutive_failures.into(),
+        h.failing_since.into(),
+        h.last_success_time.into(),
+        h.last_failure_time.into(),
+        (&h.circuit).into(),
+        h.circuit_retry_time.into(),
+    ]
+}
+
+/// The feed item of a breaker transition that left the destination with health `h`.
+fn state_changed(h: &DestinationHealth, t: &breaker::Transition) -> NewActivity {
+    let state = if h.state == "DISABLED" { "DISABLED" } else { "ACTIVE" };
+    let payload = serde_json::json!({
+        "destination_id": h.destination_id, "state": state, "circuit": "OPEN", "reason": transition_reason(t),
+    });
+    NewActivity {
+        kind: "DESTINATION_STATE_CHANGED",
+        source_id: None,
+        destination_id: Some(h.destination_id.clone()),
+        event_type: None,
+        payload: serde_json::to_vec(&payload).expect("JSON of strings"),
+    }
+}
+
 fn transition_reason(t: &breaker::Transition) -> String {
     match t {
         breaker::Transition::None => String::new(),
         breaker::Transition::CircuitOpened { .. } => "circuit opened after consecutive failures".to_owned(),
         breaker::Transition::Disabled { reason } => reason.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(n: i64, destination: &str, health: HealthChange) -> AttemptResult {
+        AttemptResult {
+            attempt: NewAttempt {
+                id: format!("att_{destination}_{n}"),
+                project_id: "prj_1".into(),
+                delivery_id: format!("dlv_{destination}_{n}"),
+                event_id: "evt_1".into(),
+                destination_id: destination.into(),
+                number: 1,
+                outcome: if health == HealthChange::Succeeded { "SUCCEEDED" } else { "FAILED" },
+                status_code: Some(500),
+                error_kind: None,
+                error_message: None,
+                request: "{}".into(),
+                request_body: Vec::new(),
+                response_headers: "[]".into(),
+                response_body: Vec::new(),
+                response_truncated: false,
+                start_time: 0,
+                duration_us: 1,
+            },
+            state: "RETRYING",
+            next_attempt_time: Some(5),
+            error_summary: String::new(),
+            health,
+            activities: Vec::new(),
+        }
+    }
+
+    const FAILED: HealthChange = HealthChange::Failed { disable_after: breaker::DEFAULT_DISABLE_AFTER };
+
+    #[test]
+    fn a_batch_is_decided_in_order_from_the_health_read() {
+        // dst_a: 8 failures already; two more in this batch open the circuit at the second,
+        // and a success after them closes it again. dst_b only succeeds: not read.
+        let mut batch = vec![result(0, "dst_b", HealthChange::Succeeded), result(1, "dst_a", FAILED)];
+        batch.push(result(2, "dst_a", FAILED));
+        batch.push(result(3, "dst_b", HealthChange::Succeeded));
+        assert_eq!(AttemptWrites::to_read(&batch), ["dst_a"]);
+        let now = 1_000_000;
+        let mut a = DestinationHealth::healthy("dst_a");
+        a.consecutive_failures = 8;
+        a.failing_since = Some(10);
+        let writes = AttemptWrites::decide(&batch, vec![a], now);
+        let retry_time = now + breaker::FIRST_COOL_DOWN.as_micros() as i64;
+        assert_eq!(
+            writes.outcomes,
+            [
+                breaker::Transition::None,
+                breaker::Transition::None,
+                breaker::Transition::CircuitOpened { retry_time },
+                breaker::Transition::None,
+            ]
+        );
+        assert_eq!(writes.decided.len(), 1);
+        let a = &writes.decided[0];
+        assert_eq!((a.consecutive_failures, a.failing_since, a.circuit.as_str()), (10, Some(10), "OPEN"));
+        assert_eq!(a.circuit_retry_time, Some(retry_time));
+        assert_eq!(writes.succeeded, ["dst_b"]);
+        let feed = writes.feed_items();
+        assert_eq!(feed.len(), 1);
+        assert_eq!(feed[0].1.kind, "DESTINATION_STATE_CHANGED");
+        assert_eq!(feed[0].1.destination_id.as_deref(), Some("dst_a"));
+        // Four attempt rows and four deliveries in one statement each, then the two health rows.
+        let statements: Vec<&str> = writes.statements().iter().map(|s| s.0).collect();
+        assert_eq!(statements.len(), 4);
+        assert!(statements[0].starts_with("INSERT INTO attempts"));
+        assert!(statements[1].starts_with("UPDATE deliveries"));
+        assert_eq!(statements[2..], [HEALTH_DECIDED, HEALTH_SUCCEEDED]);
+    }
+
+    #[test]
+    fn gone_disables_and_a_later_success_keeps_it_disabled() {
+        let batch =
+            [result(1, "dst_a", HealthChange::Disable("410 Gone".into())), result(2, "dst_a", HealthChange::Succeeded)];
+        let writes = AttemptWrites::decide(&batch, vec![DestinationHealth::healthy("dst_a")], 7);
+        let a = &writes.decided[0];
+        assert_eq!((a.state.as_str(), a.disabled_reason.as_str()), ("DISABLED", "410 Gone"));
+        assert_eq!((a.consecutive_failures, a.last_failure_time, a.last_success_time), (0, Some(7), Some(7)));
+        assert!(writes.succeeded.is_empty());
     }
 }

@@ -106,6 +106,17 @@ pub(super) struct DocumentRow {
 }
 
 impl DocumentRow {
+    /// The row from the first five columns of a rusqlite row, in the order of the struct.
+    pub(super) fn from_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: r.get(0)?,
+            project_id: r.get(1)?,
+            spec: r.get(2)?,
+            create_time: r.get(3)?,
+            update_time: r.get(4)?,
+        })
+    }
+
     pub(super) fn decode<D: Document>(self) -> Result<Stored<D>, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("{what} of a stored {}", std::any::type_name::<D>()));
         Ok(Stored {

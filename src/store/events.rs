@@ -1,6 +1,6 @@
 //! Events, their deliveries and activity, written together: one transaction per batch.
 
-use super::args::{Arg, bind};
+use super::args::Arg;
 use super::multirow::MultiRow;
 use super::{StoreError, Tx, on_pool, on_tx};
 use crate::store::Store;
@@ -215,13 +215,8 @@ pub(super) async fn insert_rows<const N: usize>(
     rows: &[[Arg<'_>; N]],
 ) -> Result<(), StoreError> {
     for (sql, chunk) in table.chunks(rows) {
-        on_tx!(&mut *tx, c => {
-            let mut q = sqlx::query(sql);
-            for arg in chunk.iter().flatten() {
-                q = bind(q, *arg);
-            }
-            q.execute(c).await.map(|_| ())?
-        });
+        let args: Vec<Arg<'_>> = chunk.iter().flatten().copied().collect();
+        tx.execute(sql, &args).await?;
     }
     Ok(())
 }
@@ -315,7 +310,7 @@ impl Store {
 
     /// Releases the deliveries held for a paused source: due now.
     pub async fn release_held(&self, source_id: &str, now: Micros) -> Result<u64, StoreError> {
-        Ok(on_pool!(self.writes(), p => sqlx::query(
+        Ok(on_pool!(&*self.writes().await, p => sqlx::query(
             "UPDATE deliveries SET next_attempt_time = $2, update_time = $2 WHERE state = 'PENDING' \
              AND next_attempt_time IS NULL AND event_id IN (SELECT id FROM events WHERE source_id = $1)")
             .bind(source_id).bind(now).execute(p).await?.rows_affected()))

@@ -31,7 +31,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use api_keys::{ApiKeyRecord, NewApiKey};
 pub use deliveries::{DeliveryFilter, DeliveryRecord};
 pub use destinations::DestinationHealth;
-use direct::{Checkpointer, Direct};
+use direct::{Checkpointer, Direct, Readers};
 pub use dispatch::{
     AttemptFilter, AttemptOrder, AttemptResult, AttemptRow, Claimed, DueDelivery, HealthChange, NewAttempt,
 };
@@ -81,6 +81,21 @@ pub struct Tx {
     conn: TxConn,
     /// Set once the transaction appended to the feed: its commit wakes this node's feed.
     feed: Option<FeedSignal>,
+    /// SQLite: the write lock, until the transaction ends.
+    _lock: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+/// The write pool, holding the write lock (SQLite) while it is in use.
+pub(crate) struct Writes<'s> {
+    pool: &'s Pool,
+    _lock: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for Writes<'_> {
+    type Target = Pool;
+    fn deref(&self) -> &Pool {
+        self.pool
+    }
 }
 
 pub enum TxConn {
@@ -89,11 +104,23 @@ pub enum TxConn {
 }
 
 impl Tx {
+    /// Runs `sql` with `args` (see [`args::Arg`]); returns the rows it changed.
+    pub(super) async fn execute(&mut self, sql: &'static str, args: &[args::Arg<'_>]) -> Result<u64, StoreError> {
+        Ok(on_tx!(self, c => {
+            let mut q = sqlx::query(sql);
+            for arg in args {
+                q = args::bind(q, *arg);
+            }
+            q.execute(c).await?.rows_affected()
+        }))
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
         match self.conn {
             TxConn::Sqlite(t) => t.commit().await?,
             TxConn::Postgres(t) => t.commit().await?,
         }
+        drop(self._lock);
         // After the commit, never before: a reader woken earlier could miss the rows.
         if let Some(signal) = self.feed {
             signal.notify();
@@ -212,10 +239,17 @@ pub struct Store {
     /// fails a write whose read snapshot went stale (`SQLITE_BUSY_SNAPSHOT`). On PostgreSQL the
     /// same pool as `pool`.
     writes: Pool,
-    /// SQLite: the group commit's own connection (`direct.rs`), used while holding `writes`.
+    /// SQLite: the group commit's own connection (`direct.rs`), used while holding `write_lock`.
     direct: Option<Arc<Mutex<Direct>>>,
+    /// SQLite: held by whoever writes, through `writes` or `direct`, so that writers queue here
+    /// (fairly, in order) instead of in SQLite's busy handler. Not the write pool's connection
+    /// itself: sqlx pings a connection on its way back to the pool, a round trip to its thread
+    /// before the next writer may start (measured: ≈ 5 ms of every 9 ms lock cycle under load).
+    write_lock: Arc<tokio::sync::Mutex<()>>,
     /// SQLite: the background checkpoints' connection.
     checkpointer: Option<Arc<Mutex<Checkpointer>>>,
+    /// SQLite: connections for point reads on hot paths (`direct.rs`).
+    readers: Option<Arc<Readers>>,
 }
 
 /// Connections of the SQLite read pool: readers never block each other nor the writer (WAL).
@@ -265,6 +299,8 @@ impl Store {
                 feed,
                 direct: Some(Arc::new(Mutex::new(direct))),
                 checkpointer: Some(Arc::new(Mutex::new(Checkpointer::open(options.get_filename())?))),
+                write_lock: Arc::default(),
+                readers: Some(Arc::new(Readers::new(options.get_filename()))),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(|_| StoreError::UnsupportedUrl)?;
@@ -275,7 +311,15 @@ impl Store {
                 .await
                 .map_err(StoreError::from)?;
             let pool = Pool::Postgres(pool);
-            Ok(Self { writes: pool.clone(), pool, feed: FeedSignal::default(), direct: None, checkpointer: None })
+            Ok(Self {
+                writes: pool.clone(),
+                pool,
+                feed: FeedSignal::default(),
+                direct: None,
+                checkpointer: None,
+                write_lock: Arc::default(),
+                readers: None,
+            })
         } else {
             Err(StoreError::UnsupportedUrl)
         }
@@ -293,9 +337,15 @@ impl Store {
         &self.pool
     }
 
-    /// The pool to write through (statements outside [`Store::begin`]).
-    pub(crate) fn writes(&self) -> &Pool {
-        &self.writes
+    /// The pool to write through (statements outside [`Store::begin`]), with the write lock on
+    /// SQLite.
+    pub(crate) async fn writes(&self) -> Writes<'_> {
+        Writes { pool: &self.writes, _lock: self.write_lock().await }
+    }
+
+    /// SQLite: connections for point reads on hot paths, used on the caller's thread.
+    pub(crate) fn readers(&self) -> Option<&Readers> {
+        self.readers.as_deref()
     }
 
     /// SQLite: the group commit's own connection; lock it only while holding [`Store::write_lock`].
@@ -303,13 +353,31 @@ impl Store {
         self.direct.as_deref()
     }
 
-    /// SQLite: the write lock, held by whoever writes (the pool's one write connection); `None`
-    /// on PostgreSQL, whose writers need none.
-    pub(crate) async fn write_lock(&self) -> Result<Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>, StoreError> {
+    /// SQLite: the write lock, held by whoever writes; `None` on PostgreSQL, whose writers need
+    /// none.
+    pub(crate) async fn write_lock(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match &self.writes {
-            Pool::Sqlite(p) => Ok(Some(p.acquire().await?)),
-            Pool::Postgres(_) => Ok(None),
+            Pool::Sqlite(_) => Some(self.write_lock.clone().lock_owned().await),
+            Pool::Postgres(_) => None,
         }
+    }
+
+    /// SQLite: runs `write` on the writer's own connection under the write lock, on a blocking
+    /// thread (no async worker waits on the disk): a write of several statements costs one
+    /// hand-off instead of a round trip to sqlx's connection thread per statement, and shares
+    /// the group commit's page cache. `None` on PostgreSQL.
+    pub(crate) async fn on_direct<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&mut Direct) -> Result<T, StoreError> + Send + 'static,
+    ) -> Option<Result<T, StoreError>> {
+        let direct = self.direct.clone()?;
+        let lock = self.write_lock().await;
+        let done = tokio::task::spawn_blocking(move || {
+            let out = write(&mut direct.lock().expect("direct connection poisoned"));
+            drop(lock);
+            out
+        });
+        Some(done.await.map_err(StoreError::unavailable).and_then(|r| r))
     }
 
     /// SQLite: checkpoints the WAL in the background, and makes it start over once it has grown
@@ -322,7 +390,7 @@ impl Store {
         };
         let wal = run(Checkpointer::passive).await.map_err(StoreError::unavailable)??;
         if wal >= direct::RESTART_PAGES {
-            let _lock = self.write_lock().await?;
+            let _lock = self.write_lock().await;
             run(Checkpointer::restart).await.map_err(StoreError::unavailable)??;
         }
         Ok(())
@@ -346,11 +414,12 @@ impl Store {
     /// Starts a write transaction. On SQLite it takes the write lock up front (`BEGIN
     /// IMMEDIATE`), so two writers never deadlock upgrading read locks.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
+        let lock = self.write_lock().await;
         let conn = match &self.writes {
             Pool::Sqlite(p) => TxConn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Pool::Postgres(p) => TxConn::Postgres(p.begin().await?),
         };
-        Ok(Tx { conn, feed: None })
+        Ok(Tx { conn, feed: None, _lock: lock })
     }
 
     pub async fn close(&self) {

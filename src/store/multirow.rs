@@ -1,5 +1,5 @@
-//! Multi-row `INSERT`s: one statement for many rows, so a group commit costs a few statements,
-//! not one per row.
+//! Multi-row statements: one `INSERT … VALUES (…), (…)` (or `UPDATE … FROM (VALUES …)`) for many
+//! rows, so a group commit costs a few statements, not one per row.
 //!
 //! Statements come in a few fixed row counts, so the drivers' statement caches (keyed by SQL
 //! text) hold a handful of prepared statements per table instead of one per batch size. The
@@ -10,17 +10,24 @@ use std::sync::OnceLock;
 /// Rows per statement, largest first; a batch is split greedily into these.
 const SIZES: [usize; 4] = [64, 16, 4, 1];
 
-/// The `INSERT … VALUES (…), (…)` statements of one table.
+/// The multi-row statements of one table: its rows' values between `before` and `after`.
 pub struct MultiRow {
-    /// `table (col, …)`.
-    head: &'static str,
+    before: &'static str,
     cols: usize,
+    after: &'static str,
     statements: OnceLock<Vec<String>>,
 }
 
 impl MultiRow {
+    /// `INSERT INTO {head} VALUES (…), (…)`; `head` is `table (col, …)`.
     pub const fn new(head: &'static str, cols: usize) -> Self {
-        Self { head, cols, statements: OnceLock::new() }
+        Self { before: head, cols, after: "", statements: OnceLock::new() }
+    }
+
+    /// `{before} (VALUES (…), (…)) AS v {after}`: an `UPDATE … FROM` that refers to the values as
+    /// `v.column1`, `v.column2`, … (the names both SQLite and PostgreSQL give them).
+    pub const fn update(before: &'static str, cols: usize, after: &'static str) -> Self {
+        Self { before, cols, after, statements: OnceLock::new() }
     }
 
     /// The statements that insert `rows` rows, in order, each with how many rows it takes.
@@ -47,7 +54,11 @@ impl MultiRow {
     }
 
     fn sql(&self, rows: usize) -> String {
-        let mut sql = format!("INSERT INTO {} VALUES ", self.head);
+        let mut sql = if self.after.is_empty() {
+            format!("INSERT INTO {} VALUES ", self.before)
+        } else {
+            format!("{} (VALUES ", self.before)
+        };
         for r in 0..rows {
             sql.push_str(if r == 0 { "(" } else { ", (" });
             for c in 0..self.cols {
@@ -57,6 +68,10 @@ impl MultiRow {
                 sql.push_str(&format!("${}", r * self.cols + c + 1));
             }
             sql.push(')');
+        }
+        if !self.after.is_empty() {
+            sql.push_str(") AS v ");
+            sql.push_str(self.after);
         }
         sql
     }
@@ -76,5 +91,15 @@ mod tests {
         assert_eq!(sizes(87), vec![64, 16, 4, 1, 1, 1]);
         assert_eq!(T.plan(2)[0].0, "INSERT INTO t (a, b) VALUES ($1, $2)");
         assert_eq!(T.plan(4)[0].0, "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6), ($7, $8)");
+    }
+
+    #[test]
+    fn updates_from_values() {
+        static U: MultiRow = MultiRow::update("UPDATE t SET b = v.column2 FROM", 2, "WHERE t.a = v.column1");
+        assert_eq!(U.plan(2)[0].0, "UPDATE t SET b = v.column2 FROM (VALUES ($1, $2)) AS v WHERE t.a = v.column1");
+        assert_eq!(
+            U.plan(4)[0].0,
+            "UPDATE t SET b = v.column2 FROM (VALUES ($1, $2), ($3, $4), ($5, $6), ($7, $8)) AS v WHERE t.a = v.column1"
+        );
     }
 }

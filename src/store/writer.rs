@@ -73,6 +73,8 @@ impl Batch for Attempts {
     ) -> Vec<Result<breaker::Transition, StoreError>> {
         store.record_attempts(batch, now).await
     }
+
+    const DIRECT: Option<DirectCommit<Self>> = Some(Direct::record_attempts);
 }
 
 /// Commits `batch` synchronously when the store and the kind allow it, else through sqlx.
@@ -81,13 +83,7 @@ async fn commit<B: Batch>(store: &Store, batch: &[B::Write], now: Micros) -> Vec
         return B::commit(store, batch, now).await;
     };
     // Held for the whole commit: SQLite has one writer at a time.
-    let _lock = match store.write_lock().await {
-        Ok(lock) => lock,
-        Err(e) => {
-            let e = std::sync::Arc::new(e);
-            return batch.iter().map(|_| Err(StoreError::Unavailable(e.clone()))).collect();
-        }
-    };
+    let _lock = store.write_lock().await;
     commit(&mut direct.lock().expect("direct connection poisoned"), batch, now)
 }
 
