@@ -77,11 +77,7 @@ impl Direct {
     }
 
     /// [`super::Store::write_events`], synchronously.
-    pub fn write_events(&mut self, batch: &[EventWrite], now: Micros) -> Vec<Result<WriteOutcome, StoreError>> {
-        whole_or_each(batch, |b| self.write_events_in_one(b, now))
-    }
-
-    fn write_events_in_one(&mut self, batch: &[EventWrite], now: Micros) -> Result<Vec<WriteOutcome>, StoreError> {
+    pub fn write_events(&mut self, batch: &[EventWrite], now: Micros) -> Result<Vec<WriteOutcome>, StoreError> {
         let mut tx = self.begin()?;
         let outcomes =
             batch.iter().map(|w| claim_idempotency(&mut tx, &w.event, now)).collect::<Result<Vec<_>, _>>()?;
@@ -98,14 +94,6 @@ impl Direct {
 
     /// [`super::Store::record_attempts`], synchronously.
     pub fn record_attempts(
-        &mut self,
-        batch: &[AttemptResult],
-        now: Micros,
-    ) -> Vec<Result<breaker::Transition, StoreError>> {
-        whole_or_each(batch, |b| self.record_attempts_in_one(b, now))
-    }
-
-    fn record_attempts_in_one(
         &mut self,
         batch: &[AttemptResult],
         now: Micros,
@@ -183,21 +171,6 @@ impl Checkpointer {
 
     fn run(&self, pragma: &str) -> rusqlite::Result<(i64, i64, i64)> {
         self.0.query_row(pragma, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-    }
-}
-
-/// Commits `batch` in one transaction; when that fails for another reason than an outage (one
-/// bad row fails the whole statement), each write on its own, so one write's error does not fail
-/// its neighbours.
-fn whole_or_each<W, O>(
-    batch: &[W],
-    mut commit: impl FnMut(&[W]) -> Result<Vec<O>, StoreError>,
-) -> Vec<Result<O, StoreError>> {
-    match commit(batch) {
-        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-        Err(e) if batch.len() == 1 => vec![Err(e)],
-        Err(StoreError::Unavailable(e)) => batch.iter().map(|_| Err(StoreError::Unavailable(e.clone()))).collect(),
-        Err(_) => batch.iter().map(|w| commit(std::slice::from_ref(w)).map(|mut o| o.remove(0))).collect(),
     }
 }
 
@@ -444,7 +417,8 @@ mod tests {
             event("evt_3", &project, Some("k")),
             event("evt_4", &project, None),
         ];
-        let outcomes = store.direct().unwrap().lock().unwrap().write_events(&batch, 10);
+        // Through the group commit, which retries a batch that failed as a whole write by write.
+        let outcomes = crate::store::writer::commit::<crate::store::writer::Events>(&store, &batch, 10).await;
         assert_eq!(outcomes[0].as_ref().unwrap(), &WriteOutcome::Stored);
         assert!(matches!(outcomes[1], Err(StoreError::Reference)), "{:?}", outcomes[1]);
         assert_eq!(outcomes[2].as_ref().unwrap(), &WriteOutcome::Duplicate { event_id: "evt_1".into() });
@@ -462,8 +436,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, project) = store_with_project(&dir).await;
         let batch: Vec<_> = (0..100).map(|i| event(&format!("evt_{i:03}"), &project, None)).collect();
-        let outcomes = store.direct().unwrap().lock().unwrap().write_events(&batch, 10);
-        assert!(outcomes.iter().all(|o| o.is_ok()));
+        let outcomes = store.direct().unwrap().lock().unwrap().write_events(&batch, 10).unwrap();
+        assert_eq!(outcomes.len(), 100);
         // Committed, but only in the WAL: no writer checkpoints by itself this early.
         assert_eq!(in_main_file(&dir, "events"), 0);
         store.checkpoint().await.unwrap();

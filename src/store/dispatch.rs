@@ -275,27 +275,8 @@ impl Store {
 
     /// Records attempts: for each, the attempt row, the delivery's new state, the destination's
     /// health and the feed items, together; a batch in one transaction (the dispatcher's group
-    /// commit). A batch that fails as a whole is retried attempt by attempt, so one bad row does
-    /// not fail the others. Returns what the breaker decided for each.
+    /// commit, `writer.rs`). Returns what the breaker decided for each.
     pub async fn record_attempts(
-        &self,
-        batch: &[AttemptResult],
-        now: Micros,
-    ) -> Vec<Result<breaker::Transition, StoreError>> {
-        match self.record_attempts_in_one(batch, now).await {
-            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-            Err(e) if batch.len() == 1 => vec![Err(e)],
-            Err(_) => {
-                let mut out = Vec::with_capacity(batch.len());
-                for r in batch {
-                    out.push(self.record_attempts_in_one(std::slice::from_ref(r), now).await.map(|mut o| o.remove(0)));
-                }
-                out
-            }
-        }
-    }
-
-    async fn record_attempts_in_one(
         &self,
         batch: &[AttemptResult],
         now: Micros,

@@ -232,25 +232,9 @@ macro_rules! select_events {
 }
 
 impl Store {
-    /// Writes a batch in one transaction: the group commit. A batch that fails as a whole (one
-    /// bad row aborts a PostgreSQL transaction) is retried row by row, so one write's error does
-    /// not fail its neighbours.
-    pub async fn write_events(&self, batch: &[EventWrite], now: Micros) -> Vec<Result<WriteOutcome, StoreError>> {
-        match self.write_events_in_one(batch, now).await {
-            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-            Err(e) if batch.len() == 1 => vec![Err(e)],
-            Err(StoreError::Unavailable(e)) => batch.iter().map(|_| Err(StoreError::Unavailable(e.clone()))).collect(),
-            Err(_) => {
-                let mut out = Vec::with_capacity(batch.len());
-                for w in batch {
-                    out.push(self.write_events_in_one(std::slice::from_ref(w), now).await.map(|mut o| o.remove(0)));
-                }
-                out
-            }
-        }
-    }
-
-    async fn write_events_in_one(&self, batch: &[EventWrite], now: Micros) -> Result<Vec<WriteOutcome>, StoreError> {
+    /// Writes a batch in one transaction: the group commit (`writer.rs`, which also retries the
+    /// writes of a batch that failed as a whole one by one).
+    pub async fn write_events(&self, batch: &[EventWrite], now: Micros) -> Result<Vec<WriteOutcome>, StoreError> {
         let mut tx = self.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for w in batch {

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 
+use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -28,12 +29,12 @@ pub trait Batch: Send + Sync + 'static {
     type Write: Clone + Send + Sync + 'static;
     type Outcome: Clone + Send + 'static;
 
-    /// Commits `batch` (one transaction when it can); one outcome per write, in order.
+    /// Commits `batch` in one transaction; one outcome per write, in order.
     fn commit(
         store: &Store,
         batch: &[Self::Write],
         now: Micros,
-    ) -> impl Future<Output = Vec<Result<Self::Outcome, StoreError>>> + Send;
+    ) -> impl Future<Output = Result<Vec<Self::Outcome>, StoreError>> + Send;
 
     /// SQLite: the same commit, run synchronously through the writer's own connection.
     const DIRECT: Option<DirectCommit<Self>> = None;
@@ -41,7 +42,7 @@ pub trait Batch: Send + Sync + 'static {
 
 /// A synchronous commit of a batch on SQLite (see `direct.rs`).
 pub type DirectCommit<B> =
-    fn(&mut Direct, &[<B as Batch>::Write], Micros) -> Vec<Result<<B as Batch>::Outcome, StoreError>>;
+    fn(&mut Direct, &[<B as Batch>::Write], Micros) -> Result<Vec<<B as Batch>::Outcome>, StoreError>;
 
 /// Accepted events with their deliveries and activity.
 pub struct Events;
@@ -51,7 +52,7 @@ impl Batch for Events {
     type Write = EventWrite;
     type Outcome = WriteOutcome;
 
-    async fn commit(store: &Store, batch: &[EventWrite], now: Micros) -> Vec<Result<WriteOutcome, StoreError>> {
+    async fn commit(store: &Store, batch: &[EventWrite], now: Micros) -> Result<Vec<WriteOutcome>, StoreError> {
         store.write_events(batch, now).await
     }
 
@@ -70,21 +71,51 @@ impl Batch for Attempts {
         store: &Store,
         batch: &[AttemptResult],
         now: Micros,
-    ) -> Vec<Result<breaker::Transition, StoreError>> {
+    ) -> Result<Vec<breaker::Transition>, StoreError> {
         store.record_attempts(batch, now).await
     }
 
     const DIRECT: Option<DirectCommit<Self>> = Some(Direct::record_attempts);
 }
 
-/// Commits `batch` synchronously when the store and the kind allow it, else through sqlx.
-async fn commit<B: Batch>(store: &Store, batch: &[B::Write], now: Micros) -> Vec<Result<B::Outcome, StoreError>> {
+/// Commits `batch`, synchronously when the store and the kind allow it, else through sqlx; one
+/// outcome per write.
+pub(super) async fn commit<B: Batch>(
+    store: &Store,
+    batch: &[B::Write],
+    now: Micros,
+) -> Vec<Result<B::Outcome, StoreError>> {
     let (Some(direct), Some(commit)) = (store.direct(), B::DIRECT) else {
-        return B::commit(store, batch, now).await;
+        return whole_or_each(batch, |b| B::commit(store, b, now)).await;
     };
     // Held for the whole commit: SQLite has one writer at a time.
     let _lock = store.write_lock().await;
-    commit(&mut direct.lock().expect("direct connection poisoned"), batch, now)
+    let mut direct = direct.lock().expect("direct connection poisoned");
+    // Synchronous: the commits are ready at once, and the connection is not held across a wait.
+    whole_or_each(batch, |b| std::future::ready(commit(&mut direct, b, now)))
+        .now_or_never()
+        .expect("a synchronous commit is ready at once")
+}
+
+/// Commits `batch` in one transaction; when that fails for another reason than an outage (one
+/// bad row fails the whole statement, and aborts a PostgreSQL transaction), each write on its
+/// own, so one write's error does not fail its neighbours.
+async fn whole_or_each<'b, W, O, F>(batch: &'b [W], mut commit: impl FnMut(&'b [W]) -> F) -> Vec<Result<O, StoreError>>
+where
+    F: Future<Output = Result<Vec<O>, StoreError>>,
+{
+    match commit(batch).await {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Err(e) if batch.len() == 1 => vec![Err(e)],
+        Err(StoreError::Unavailable(e)) => batch.iter().map(|_| Err(StoreError::Unavailable(e.clone()))).collect(),
+        Err(_) => {
+            let mut out = Vec::with_capacity(batch.len());
+            for w in batch {
+                out.push(commit(std::slice::from_ref(w)).await.map(|mut o| o.remove(0)));
+            }
+            out
+        }
+    }
 }
 
 /// A hook whose `after` runs in the context of the main runtime (from the writer's thread).
