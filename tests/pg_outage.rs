@@ -114,6 +114,12 @@ async fn health_follows_postgres_availability() {
         .into_inner()
         .destination
         .unwrap();
+    let get_destination =
+        pb::GetDestinationRequest { project_id: project.clone(), destination_id: destination.id.clone() };
+    // A point read (its own connections, outside the pool) before the outage, so that one is
+    // kept across the restart.
+    admin.destinations.clone().get_destination(get_destination.clone()).await.unwrap();
+    let destination_id = destination.id.clone();
     let subscription = pb::Subscription { destination_id: destination.id, ..Default::default() };
     admin
         .subscriptions
@@ -163,11 +169,16 @@ async fn health_follows_postgres_availability() {
     assert_eq!(reqwest::get(&readyz).await.unwrap().status(), 503);
     let err = admin.projects.clone().list_projects(loft::proto::ListProjectsRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    let err = admin.destinations.clone().get_destination(get_destination.clone()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
 
     cluster.pg_ctl(&["-l", &format!("{}/server.log", cluster.dir), "start"]);
     wait_for(&mut health, ServingStatus::Serving).await;
     assert_eq!(reqwest::get(&readyz).await.unwrap().status(), 200);
     admin.projects.clone().list_projects(loft::proto::ListProjectsRequest::default()).await.expect("works again");
+    // The point reads' connections from before the restart are replaced, not failed on.
+    let got = admin.destinations.clone().get_destination(get_destination).await.expect("point reads work again");
+    assert_eq!(got.into_inner().destination.unwrap().id, destination_id);
     tokio::time::sleep(Duration::from_millis(700)).await;
     stop.cancel();
     for p in publishers {

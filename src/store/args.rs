@@ -95,6 +95,61 @@ impl ToSql for Arg<'_> {
     }
 }
 
+/// One column of many rows, bound as one PostgreSQL array (see `multirow::Rows::columns`).
+#[derive(Debug)]
+pub enum Column<'a> {
+    Int(Vec<Option<i64>>),
+    Text(Vec<Option<&'a str>>),
+    Blob(Vec<Option<&'a [u8]>>),
+    Bool(Vec<bool>),
+}
+
+impl<'a> Column<'a> {
+    /// An empty column of `arg`'s type, with room for `rows` values.
+    pub fn like(arg: &Arg<'_>, rows: usize) -> Self {
+        match arg {
+            Arg::Int(_) => Column::Int(Vec::with_capacity(rows)),
+            Arg::Text(_) => Column::Text(Vec::with_capacity(rows)),
+            Arg::Blob(_) => Column::Blob(Vec::with_capacity(rows)),
+            Arg::Bool(_) => Column::Bool(Vec::with_capacity(rows)),
+        }
+    }
+
+    /// Appends `arg`, which must be of the column's type (a table's row function gives each
+    /// column one type).
+    pub fn push(&mut self, arg: Arg<'a>) {
+        match (self, arg) {
+            (Column::Int(c), Arg::Int(v)) => c.push(v),
+            (Column::Text(c), Arg::Text(v)) => c.push(v),
+            (Column::Blob(c), Arg::Blob(v)) => c.push(v),
+            (Column::Bool(c), Arg::Bool(v)) => c.push(v),
+            (column, arg) => unreachable!("{arg:?} in a column of another type: {column:?}"),
+        }
+    }
+
+    pub fn pg_array_type(&self) -> &'static str {
+        match self {
+            Column::Int(_) => "int8[]",
+            Column::Text(_) => "text[]",
+            Column::Blob(_) => "bytea[]",
+            Column::Bool(_) => "bool[]",
+        }
+    }
+
+    /// Binds the column as the next argument of a PostgreSQL query.
+    pub fn bind(
+        self,
+        q: sqlx::query::Query<'a, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'a, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        match self {
+            Column::Int(v) => q.bind(v),
+            Column::Text(v) => q.bind(v),
+            Column::Blob(v) => q.bind(v),
+            Column::Bool(v) => q.bind(v),
+        }
+    }
+}
+
 /// Binds `args` to a statement written with `$n` placeholders (the form both dialects share):
 /// `$n` takes `args[n - 1]`, wherever and however often it appears.
 ///

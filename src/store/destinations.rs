@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::documents::DocumentRow;
-use super::{StoreError, Tx, on_pool, on_tx};
+use super::{PointReaders, StoreError, Tx, on_pool, on_tx};
 use crate::domain::destination::DestinationSpec;
 use crate::ids::{DestinationId, ProjectId};
 use crate::store::{Store, Stored};
@@ -81,7 +81,7 @@ impl Store {
              WHERE d.project_id = $1 AND d.id = $2";
         let (project, id) = (project.to_string(), id.to_string());
         let row: Option<DestinationRow> = match self.readers() {
-            Some(r) => r.row(SQL, &[project.as_str().into(), id.as_str().into()], |r| {
+            PointReaders::Sqlite(r) => r.row(SQL, &[project.as_str().into(), id.as_str().into()], |r| {
                 Ok(DestinationRow {
                     document: DocumentRow::from_columns(r)?,
                     state: r.get(5)?,
@@ -94,7 +94,7 @@ impl Store {
                     circuit_retry_time: r.get(12)?,
                 })
             })?,
-            None => on_pool!(self.pool(), p => sqlx::query_as(SQL).bind(&project).bind(&id).fetch_optional(p).await?),
+            PointReaders::Postgres(r) => r.fetch_optional(|| sqlx::query_as(SQL).bind(&project).bind(&id)).await?,
         };
         let row = row.ok_or(StoreError::NotFound)?;
         let health = match row.state {

@@ -16,20 +16,34 @@
 //! Due means: an attempt time that has come, no live lease, and a destination that is active with
 //! no open circuit waiting out its cool-down (held deliveries stay untouched until then).
 
+use super::events::ALLOCATE_FEED_SEQ;
 use super::{Backend, StoreError, Tx, TxConn};
 
 /// The PostgreSQL channel on which nodes tell each other that the feed grew and deliveries may
-/// have come due.
-pub const WAKE_CHANNEL: &str = "loft_wake";
+/// have come due (a macro, so that statements can name it).
+macro_rules! wake_channel {
+    () => {
+        "loft_wake"
+    };
+}
+pub const WAKE_CHANNEL: &str = wake_channel!();
 
-/// Tells the other nodes, when `tx` commits, that there is new work: `NOTIFY` is transactional,
-/// so they hear it only once the rows are visible (and never for a rollback); PostgreSQL folds
-/// identical notifications of one transaction into one. SQLite has no other nodes.
-pub async fn notify_nodes(tx: &mut Tx) -> Result<(), StoreError> {
-    if let TxConn::Postgres(c) = &mut tx.conn {
-        sqlx::query("SELECT pg_notify($1, '')").bind(WAKE_CHANNEL).execute(&mut **c).await?;
+/// Reserves `$1` feed sequence numbers in `tx` and returns the last. On PostgreSQL the same
+/// statement tells the other nodes, when `tx` commits, that there is new work: `NOTIFY` is
+/// transactional, so they hear it only once the rows are visible (and never for a rollback), and
+/// PostgreSQL folds identical notifications of one transaction into one. SQLite has no other
+/// nodes.
+pub fn allocate_feed_seq(tx: &Tx) -> &'static str {
+    match tx.conn {
+        TxConn::Sqlite(_) => ALLOCATE_FEED_SEQ,
+        TxConn::Postgres(_) => {
+            concat!(
+                "WITH wake AS (SELECT pg_notify('",
+                wake_channel!(),
+                "', '')) UPDATE feed_sequence SET last_seq = last_seq + $1 FROM wake WHERE id = 1 RETURNING last_seq"
+            )
+        }
     }
-    Ok(())
 }
 
 /// Locks a destination's health row for the rest of `tx` (creating it when missing), so that a

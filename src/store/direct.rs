@@ -34,7 +34,7 @@ use super::events::{
     ALLOCATE_FEED_SEQ, DELIVERIES, EVENTS, EventWrite, FEED, IDEMPOTENT_EVENT, NewEvent, NewFeedItem,
     TAKE_IDEMPOTENCY_KEY, WriteOutcome, delivery_row, event_row, feed_items, feed_rows, stored,
 };
-use super::multirow::MultiRow;
+use super::multirow::{MultiRow, Rows, Statement};
 use super::{DestinationHealth, FeedSignal, StoreError};
 use crate::domain::breaker;
 use crate::timeutil::Micros;
@@ -102,8 +102,8 @@ impl Direct {
         let current =
             AttemptWrites::to_read(batch).into_iter().map(|id| health(&mut tx, id)).collect::<Result<Vec<_>, _>>()?;
         let writes = AttemptWrites::decide(batch, current, now);
-        for (sql, args) in writes.statements() {
-            tx.statement(sql, &args)?.raw_execute()?;
+        for statement in writes.statements() {
+            tx.run(&statement)?;
         }
         let appended = append_feed(&mut tx, &writes.feed_items())?;
         tx.commit(appended)?;
@@ -207,6 +207,21 @@ impl Tx<'_> {
     fn statement(&mut self, sql: &'static str, args: &[Arg<'_>]) -> rusqlite::Result<CachedStatement<'_>> {
         statement(&self.tx, self.in_order, sql, args)
     }
+
+    /// Runs one statement of a batch's writes (rows in the fixed-size statements).
+    fn run(&mut self, statement: &Statement<'_>) -> rusqlite::Result<()> {
+        match statement {
+            Statement::One(sql, args) => {
+                self.statement(sql, args)?.raw_execute()?;
+            }
+            Statement::Rows(rows) => {
+                for (sql, args) in rows.chunks() {
+                    self.statement(sql, args)?.raw_execute()?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The cached statement of `conn` for `sql`, with `args` bound (`in_order`: what is known of
@@ -294,11 +309,7 @@ fn insert_rows<const N: usize>(
     table: &'static MultiRow,
     rows: &[[Arg<'_>; N]],
 ) -> Result<(), StoreError> {
-    for (sql, chunk) in table.chunks(rows) {
-        let args: Vec<Arg<'_>> = chunk.iter().flatten().copied().collect();
-        tx.statement(sql, &args)?.raw_execute()?;
-    }
-    Ok(())
+    Ok(tx.run(&Statement::Rows(Rows::new(table, rows)))?)
 }
 
 /// Appends feed items, numbered in order; false when there were none.

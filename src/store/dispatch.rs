@@ -3,8 +3,8 @@
 
 use super::args::Arg;
 use super::events::NewFeedItem;
-use super::multirow::MultiRow;
-use super::{DestinationHealth, NewActivity, StoreError, dialect, on_pool};
+use super::multirow::{MultiRow, Rows, Statement};
+use super::{DestinationHealth, NewActivity, PointReaders, StoreError, dialect, on_pool};
 use crate::domain::breaker;
 use crate::store::Store;
 use crate::timeutil::Micros;
@@ -222,7 +222,7 @@ impl Store {
              e.source_id AS event_source_id, e.body AS event_body, e.content_type AS event_content_type, e.request AS event_request, e.receive_time \
              FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1 AND (d.lease_until IS NOT NULL OR NOT $2)";
         let row: Option<DueDelivery> = match self.readers() {
-            Some(r) => r.row(SQL, &[id.into(), leased.into()], |r| {
+            PointReaders::Sqlite(r) => r.row(SQL, &[id.into(), leased.into()], |r| {
                 Ok(DueDelivery {
                     id: r.get(0)?,
                     project_id: r.get(1)?,
@@ -242,7 +242,7 @@ impl Store {
                     receive_time: r.get(15)?,
                 })
             })?,
-            None => on_pool!(self.pool(), p => sqlx::query_as(SQL).bind(id).bind(leased).fetch_optional(p).await?),
+            PointReaders::Postgres(r) => r.fetch_optional(|| sqlx::query_as(SQL).bind(id).bind(leased)).await?,
         };
         row.ok_or(StoreError::NotFound)
     }
@@ -287,8 +287,8 @@ impl Store {
             current.push(self.destination_health_in(&mut tx, id).await?);
         }
         let writes = AttemptWrites::decide(batch, current, now);
-        for (sql, args) in writes.statements() {
-            tx.execute(sql, &args).await?;
+        for statement in writes.statements() {
+            tx.run(&statement).await?;
         }
         self.append_feed_items(&mut tx, &writes.feed_items()).await?;
         tx.commit().await?;
@@ -492,7 +492,7 @@ impl<'a> AttemptWrites<'a> {
     }
 
     /// The statements, in order: the attempt rows, the deliveries' new states, the health rows.
-    pub(super) fn statements(&self) -> Vec<(&'static str, Vec<Arg<'_>>)> {
+    pub(super) fn statements(&self) -> Vec<Statement<'_>> {
         let attempts: Vec<_> = self.batch.iter().map(|r| attempt_row(&r.attempt)).collect();
         // One row per delivery (the last attempt's, should a batch hold two of one delivery):
         // an UPDATE … FROM gives no order among rows matching the same delivery.
@@ -504,13 +504,12 @@ impl<'a> AttemptWrites<'a> {
             }
         }
         let deliveries: Vec<_> = finished.iter().map(|r| finish_row(r, self.now)).collect();
-        let mut out = Vec::new();
-        out.extend(ATTEMPTS.chunks(&attempts).map(|(sql, rows)| (sql, rows.iter().flatten().copied().collect())));
-        out.extend(
-            FINISH_DELIVERIES.chunks(&deliveries).map(|(sql, rows)| (sql, rows.iter().flatten().copied().collect())),
-        );
-        out.extend(self.decided.iter().map(|h| (HEALTH_DECIDED, health_row(h).to_vec())));
-        out.extend(self.succeeded.iter().map(|d| (HEALTH_SUCCEEDED, vec![(*d).into(), self.now.into()])));
+        let mut out = vec![
+            Statement::Rows(Rows::new(&ATTEMPTS, &attempts)),
+            Statement::Rows(Rows::new(&FINISH_DELIVERIES, &deliveries)),
+        ];
+        out.extend(self.decided.iter().map(|h| Statement::One(HEALTH_DECIDED, health_row(h).to_vec())));
+        out.extend(self.succeeded.iter().map(|d| Statement::One(HEALTH_SUCCEEDED, vec![(*d).into(), self.now.into()])));
         out
     }
 
@@ -659,6 +658,7 @@ fn transition_reason(t: &breaker::Transition) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::args::Column;
 
     fn result(n: i64, destination: &str, health: HealthChange) -> AttemptResult {
         AttemptResult {
@@ -723,12 +723,43 @@ mod tests {
         assert_eq!(feed.len(), 1);
         assert_eq!(feed[0].1.kind, "DESTINATION_STATE_CHANGED");
         assert_eq!(feed[0].1.destination_id.as_deref(), Some("dst_a"));
-        // Four attempt rows and four deliveries in one statement each, then the two health rows.
-        let statements: Vec<&str> = writes.statements().iter().map(|s| s.0).collect();
+        // Four attempt rows and four deliveries in one statement each (on SQLite one of four
+        // rows, on PostgreSQL one of four-element arrays), then the two health rows.
+        let statements = writes.statements();
         assert_eq!(statements.len(), 4);
-        assert!(statements[0].starts_with("INSERT INTO attempts"));
-        assert!(statements[1].starts_with("UPDATE deliveries"));
-        assert_eq!(statements[2..], [HEALTH_DECIDED, HEALTH_SUCCEEDED]);
+        fn rows<'a>(s: &Statement<'a>) -> (Vec<(&'static str, usize)>, &'static str, Vec<Column<'a>>) {
+            match s {
+                Statement::Rows(r) => {
+                    let chunks: Vec<_> = r.chunks().map(|(sql, args)| (sql, args.len())).collect();
+                    let (pg, columns) = r.columns().unwrap();
+                    (chunks, pg, columns)
+                }
+                Statement::One(sql, _) => panic!("{sql}: not rows"),
+            }
+        }
+        let (sqlite, pg, columns) = rows(&statements[0]);
+        assert_eq!(sqlite.len(), 1);
+        assert!(sqlite[0].0.starts_with("INSERT INTO attempts") && sqlite[0].1 == 4 * 17, "{sqlite:?}");
+        assert!(
+            pg.starts_with("INSERT INTO attempts (id, ") && pg.contains(" SELECT * FROM UNNEST($1::text[], "),
+            "{pg}"
+        );
+        assert_eq!(columns.len(), 17);
+        let ids = ["att_dst_b_0", "att_dst_a_1", "att_dst_a_2", "att_dst_b_3"].map(Some);
+        assert!(matches!(&columns[0], Column::Text(c) if c == &ids), "{:?}", columns[0]);
+        assert!(matches!(&columns[7], Column::Int(c) if c == &[Some(500); 4]), "{:?}", columns[7]);
+        let (sqlite, pg, columns) = rows(&statements[1]);
+        assert!(sqlite[0].0.starts_with("UPDATE deliveries") && sqlite[0].1 == 4 * 7, "{sqlite:?}");
+        assert!(pg.contains(" FROM UNNEST($1::text[], $2::text[], $3::int8[], ") && pg.contains(") AS v (column1, "));
+        assert_eq!(columns.len(), 7);
+        let singles: Vec<&str> = statements[2..]
+            .iter()
+            .map(|s| match s {
+                Statement::One(sql, _) => *sql,
+                Statement::Rows(_) => panic!("rows"),
+            })
+            .collect();
+        assert_eq!(singles, [HEALTH_DECIDED, HEALTH_SUCCEEDED]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Events, their deliveries and activity, written together: one transaction per batch.
 
 use super::args::Arg;
-use super::multirow::MultiRow;
+use super::multirow::{MultiRow, Rows, Statement};
 use super::{StoreError, Tx, on_pool, on_tx};
 use crate::store::Store;
 use crate::timeutil::Micros;
@@ -214,11 +214,7 @@ pub(super) async fn insert_rows<const N: usize>(
     table: &'static MultiRow,
     rows: &[[Arg<'_>; N]],
 ) -> Result<(), StoreError> {
-    for (sql, chunk) in table.chunks(rows) {
-        let args: Vec<Arg<'_>> = chunk.iter().flatten().copied().collect();
-        tx.execute(sql, &args).await?;
-    }
-    Ok(())
+    tx.run(&Statement::Rows(Rows::new(table, rows))).await
 }
 
 macro_rules! select_events {
@@ -303,11 +299,9 @@ impl Store {
     /// Reserves `n` feed sequence numbers; returns the first. The counter row stays locked until
     /// the transaction ends, which is what makes sequence order commit order.
     async fn allocate_feed_seq(&self, tx: &mut Tx, n: i64) -> Result<i64, StoreError> {
-        let last: (i64,) = on_tx!(tx, c => sqlx::query_as(ALLOCATE_FEED_SEQ).bind(n).fetch_one(c).await?);
-        if tx.feed.is_none() {
-            super::dialect::notify_nodes(tx).await?;
-            tx.feed = Some(self.feed.clone());
-        }
+        let sql = super::dialect::allocate_feed_seq(tx);
+        let last: (i64,) = on_tx!(tx, c => sqlx::query_as(sql).bind(n).fetch_one(c).await?);
+        tx.feed = Some(self.feed.clone());
         Ok(last.0 - n + 1)
     }
 

@@ -105,7 +105,7 @@ impl Store {
         Ok(row.0)
     }
 
-    /// PostgreSQL: listens for the other nodes' commits (`dialect::notify_nodes`) and wakes this
+    /// PostgreSQL: listens for the other nodes' commits (`dialect::allocate_feed_seq`) and wakes this
     /// node's feed and, through `on_wake`, its dispatcher. Reconnects after an outage; what was
     /// missed meanwhile is found by the feed's and the dispatcher's own polling.
     pub async fn follow_other_nodes(&self, on_wake: impl Fn(), shutdown: CancellationToken) {

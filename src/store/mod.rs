@@ -16,6 +16,7 @@ mod documents;
 mod events;
 mod feed;
 mod multirow;
+mod pg_readers;
 mod projects;
 mod retention;
 mod writer;
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{Connection, PgPool, SqlitePool};
 
 pub use api_keys::{ApiKeyRecord, NewApiKey};
 pub use deliveries::{DeliveryFilter, DeliveryRecord};
@@ -41,6 +42,7 @@ pub use events::{
     DeliveryCounts, EventFilter, EventRecord, EventWrite, NewActivity, NewDelivery, NewEvent, WriteOutcome,
 };
 pub use feed::{FeedRow, FeedSignal};
+use pg_readers::PgReaders;
 pub use projects::ProjectRecord;
 pub use writer::{AttemptWriter, CommitHook, Events as EventBatch, GroupWriter};
 
@@ -113,6 +115,31 @@ impl Tx {
             }
             q.execute(c).await?.rows_affected()
         }))
+    }
+
+    /// Runs one statement of a batch's writes; rows of a multi-row table go in one statement on
+    /// PostgreSQL, in fixed-size ones on SQLite (see `multirow.rs`).
+    pub(super) async fn run(&mut self, statement: &multirow::Statement<'_>) -> Result<(), StoreError> {
+        match (statement, &mut self.conn) {
+            (multirow::Statement::One(sql, args), _) => {
+                self.execute(sql, args).await?;
+            }
+            (multirow::Statement::Rows(rows), TxConn::Postgres(t)) => {
+                if let Some((sql, columns)) = rows.columns() {
+                    let mut q = sqlx::query(sql);
+                    for column in columns {
+                        q = column.bind(q);
+                    }
+                    q.execute(&mut **t).await?;
+                }
+            }
+            (multirow::Statement::Rows(rows), TxConn::Sqlite(_)) => {
+                for (sql, args) in rows.chunks() {
+                    self.execute(sql, args).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
@@ -248,12 +275,24 @@ pub struct Store {
     write_lock: Arc<tokio::sync::Mutex<()>>,
     /// SQLite: the background checkpoints' connection.
     checkpointer: Option<Arc<Mutex<Checkpointer>>>,
-    /// SQLite: connections for point reads on hot paths (`direct.rs`).
-    readers: Option<Arc<Readers>>,
+    /// Connections for point reads on hot paths, outside the sqlx pools.
+    readers: PointReaders,
+}
+
+/// Connections for the point reads of hot paths, each backend's own (see `direct.rs` and
+/// `pg_readers.rs`).
+#[derive(Clone, Debug)]
+pub(crate) enum PointReaders {
+    Sqlite(Arc<Readers>),
+    Postgres(Arc<PgReaders>),
 }
 
 /// Connections of the SQLite read pool: readers never block each other nor the writer (WAL).
 const SQLITE_READERS: u32 = 4;
+/// Connections to PostgreSQL per node.
+const PG_CONNECTIONS: u32 = 16;
+/// A PostgreSQL connection idle at least this long is pinged before it is used again.
+const PG_PING_IDLE: Duration = Duration::from_secs(1);
 
 impl Store {
     /// Connects to `sqlite://path` (created when missing) or `postgres://…` / `postgresql://…`.
@@ -300,14 +339,27 @@ impl Store {
                 direct: Some(Arc::new(Mutex::new(direct))),
                 checkpointer: Some(Arc::new(Mutex::new(Checkpointer::open(options.get_filename())?))),
                 write_lock: Arc::default(),
-                readers: Some(Arc::new(Readers::new(options.get_filename()))),
+                readers: PointReaders::Sqlite(Arc::new(Readers::new(options.get_filename()))),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(|_| StoreError::UnsupportedUrl)?;
             let pool = PgPoolOptions::new()
-                .max_connections(16)
+                .max_connections(PG_CONNECTIONS)
                 .acquire_timeout(Duration::from_secs(5))
-                .connect_with(options)
+                // sqlx pings a connection as it comes back to the pool and, by default, again
+                // before each use: two extra round trips around every query. A connection that
+                // was fine a moment ago is used as is; one idle for a while (the server may have
+                // restarted meanwhile) is pinged first, so it is replaced instead of failing a call.
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= PG_PING_IDLE {
+                            conn.ping().await?;
+                        }
+                        Ok(true)
+                    })
+                })
+                .connect_with(options.clone())
                 .await
                 .map_err(StoreError::from)?;
             let pool = Pool::Postgres(pool);
@@ -318,7 +370,7 @@ impl Store {
                 direct: None,
                 checkpointer: None,
                 write_lock: Arc::default(),
-                readers: None,
+                readers: PointReaders::Postgres(Arc::new(PgReaders::new(options))),
             })
         } else {
             Err(StoreError::UnsupportedUrl)
@@ -344,8 +396,8 @@ impl Store {
     }
 
     /// SQLite: connections for point reads on hot paths, used on the caller's thread.
-    pub(crate) fn readers(&self) -> Option<&Readers> {
-        self.readers.as_deref()
+    pub(crate) fn readers(&self) -> &PointReaders {
+        &self.readers
     }
 
     /// SQLite: the group commit's own connection; lock it only while holding [`Store::write_lock`].

@@ -1,11 +1,17 @@
 //! Multi-row statements: one `INSERT … VALUES (…), (…)` (or `UPDATE … FROM (VALUES …)`) for many
 //! rows, so a group commit costs a few statements, not one per row.
 //!
-//! Statements come in a few fixed row counts, so the drivers' statement caches (keyed by SQL
-//! text) hold a handful of prepared statements per table instead of one per batch size. The
+//! On SQLite, statements come in a few fixed row counts, so the drivers' statement caches (keyed
+//! by SQL text) hold a handful of prepared statements per table instead of one per batch size. The
 //! largest stays far below the bind-parameter limits (SQLite 32 766, PostgreSQL 65 535).
+//!
+//! On PostgreSQL, where each statement is a round trip to the server, any number of rows is one
+//! statement: each column is bound as one array and the rows are `UNNEST(…)` of them
+//! ([`Rows::columns`]).
 
 use std::sync::OnceLock;
+
+use super::args::{Arg, Column};
 
 /// Rows per statement, largest first; a batch is split greedily into these.
 const SIZES: [usize; 4] = [64, 16, 4, 1];
@@ -16,18 +22,20 @@ pub struct MultiRow {
     cols: usize,
     after: &'static str,
     statements: OnceLock<Vec<String>>,
+    /// The `UNNEST` form (PostgreSQL), typed from the first rows bound.
+    unnest: OnceLock<String>,
 }
 
 impl MultiRow {
     /// `INSERT INTO {head} VALUES (…), (…)`; `head` is `table (col, …)`.
     pub const fn new(head: &'static str, cols: usize) -> Self {
-        Self { before: head, cols, after: "", statements: OnceLock::new() }
+        Self { before: head, cols, after: "", statements: OnceLock::new(), unnest: OnceLock::new() }
     }
 
     /// `{before} (VALUES (…), (…)) AS v {after}`: an `UPDATE … FROM` that refers to the values as
     /// `v.column1`, `v.column2`, … (the names both SQLite and PostgreSQL give them).
     pub const fn update(before: &'static str, cols: usize, after: &'static str) -> Self {
-        Self { before, cols, after, statements: OnceLock::new() }
+        Self { before, cols, after, statements: OnceLock::new(), unnest: OnceLock::new() }
     }
 
     /// The statements that insert `rows` rows, in order, each with how many rows it takes.
@@ -43,13 +51,20 @@ impl MultiRow {
         out
     }
 
-    /// `rows` split into the chunks of [`MultiRow::plan`], each with its statement.
-    pub fn chunks<'r, R>(&'static self, rows: &'r [R]) -> impl Iterator<Item = (&'static str, &'r [R])> {
-        let mut rest = rows;
-        self.plan(rows.len()).into_iter().map(move |(sql, n)| {
-            let (chunk, tail) = rest.split_at(n);
-            rest = tail;
-            (sql, chunk)
+    /// The statement that takes every row from one array per column: `INSERT INTO {head} SELECT *
+    /// FROM UNNEST($1::text[], …)`, or `{before} UNNEST(…) AS v (column1, …) {after}`. The
+    /// arrays' types are those of `columns`, the same for every batch of a table.
+    fn unnest(&self, columns: &[Column<'_>]) -> &str {
+        self.unnest.get_or_init(|| {
+            let arrays: Vec<String> =
+                columns.iter().enumerate().map(|(i, c)| format!("${}::{}", i + 1, c.pg_array_type())).collect();
+            let arrays = arrays.join(", ");
+            if self.after.is_empty() {
+                format!("INSERT INTO {} SELECT * FROM UNNEST({arrays})", self.before)
+            } else {
+                let names: Vec<String> = (1..=self.cols).map(|i| format!("column{i}")).collect();
+                format!("{} UNNEST({arrays}) AS v ({}) {}", self.before, names.join(", "), self.after)
+            }
         })
     }
 
@@ -75,6 +90,51 @@ impl MultiRow {
         }
         sql
     }
+}
+
+/// Rows for one multi-row table, flattened row after row.
+pub struct Rows<'a> {
+    table: &'static MultiRow,
+    args: Vec<Arg<'a>>,
+}
+
+impl<'a> Rows<'a> {
+    pub fn new<const N: usize>(table: &'static MultiRow, rows: &[[Arg<'a>; N]]) -> Self {
+        debug_assert_eq!(N, table.cols);
+        Self { table, args: rows.iter().flatten().copied().collect() }
+    }
+
+    /// The fixed-size statements that take the rows, each with its arguments (SQLite).
+    pub fn chunks(&self) -> impl Iterator<Item = (&'static str, &[Arg<'a>])> {
+        let cols = self.table.cols;
+        let mut rest = self.args.as_slice();
+        self.table.plan(self.args.len() / cols).into_iter().map(move |(sql, n)| {
+            let (chunk, tail) = rest.split_at(n * cols);
+            rest = tail;
+            (sql, chunk)
+        })
+    }
+
+    /// One statement for all the rows, with one array per column (PostgreSQL); `None` when
+    /// there are no rows.
+    pub fn columns(&self) -> Option<(&'static str, Vec<Column<'a>>)> {
+        let cols = self.table.cols;
+        let first = self.args.get(..cols)?;
+        let mut columns: Vec<Column<'a>> = first.iter().map(|a| Column::like(a, self.args.len() / cols)).collect();
+        for row in self.args.chunks_exact(cols) {
+            for (column, arg) in columns.iter_mut().zip(row) {
+                column.push(*arg);
+            }
+        }
+        Some((self.table.unnest(&columns), columns))
+    }
+}
+
+/// One statement of a batch's writes: a single one, or the rows of a multi-row table, which
+/// each driver runs in its own form.
+pub enum Statement<'a> {
+    One(&'static str, Vec<Arg<'a>>),
+    Rows(Rows<'a>),
 }
 
 #[cfg(test)]
