@@ -117,23 +117,29 @@ impl Tx {
         }))
     }
 
-    /// Runs one statement of a batch's writes; rows of a multi-row table go in one statement on
-    /// PostgreSQL, in fixed-size ones on SQLite (see `multirow.rs`).
+    /// Runs one statement of a batch's writes: on SQLite the rows go in the fixed-size
+    /// statements; on PostgreSQL rows to insert go in one statement, rows to update one by one
+    /// (see `multirow.rs`).
     pub(super) async fn run(&mut self, statement: &multirow::Statement<'_>) -> Result<(), StoreError> {
         match (statement, &mut self.conn) {
             (multirow::Statement::One(sql, args), _) => {
                 self.execute(sql, args).await?;
             }
-            (multirow::Statement::Rows(rows), TxConn::Postgres(t)) => {
-                if let Some((sql, columns)) = rows.columns() {
+            (multirow::Statement::Rows(rows), TxConn::Postgres(t)) => match rows.columns() {
+                Some((sql, columns)) => {
                     let mut q = sqlx::query(sql);
                     for column in columns {
                         q = column.bind(q);
                     }
                     q.execute(&mut **t).await?;
                 }
-            }
-            (multirow::Statement::Rows(rows), TxConn::Sqlite(_)) => {
+                None => {
+                    for (sql, args) in rows.each() {
+                        self.execute(sql, args).await?;
+                    }
+                }
+            },
+            (multirow::Statement::Rows(rows), _) => {
                 for (sql, args) in rows.chunks() {
                     self.execute(sql, args).await?;
                 }
@@ -294,6 +300,26 @@ const PG_CONNECTIONS: u32 = 16;
 /// A PostgreSQL connection idle at least this long is pinged before it is used again.
 const PG_PING_IDLE: Duration = Duration::from_secs(1);
 
+/// The options of a PostgreSQL pool of `connections`.
+fn pg_pool(connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(Duration::from_secs(5))
+        // sqlx pings a connection as it comes back to the pool and, by default, again before each
+        // use: two extra round trips around every query. A connection that was fine a moment ago
+        // is used as is; one idle for a while (the server may have restarted meanwhile) is pinged
+        // first, so it is replaced instead of failing a call.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PG_PING_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 impl Store {
     /// Connects to `sqlite://path` (created when missing) or `postgres://…` / `postgresql://…`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -343,25 +369,7 @@ impl Store {
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(|_| StoreError::UnsupportedUrl)?;
-            let pool = PgPoolOptions::new()
-                .max_connections(PG_CONNECTIONS)
-                .acquire_timeout(Duration::from_secs(5))
-                // sqlx pings a connection as it comes back to the pool and, by default, again
-                // before each use: two extra round trips around every query. A connection that
-                // was fine a moment ago is used as is; one idle for a while (the server may have
-                // restarted meanwhile) is pinged first, so it is replaced instead of failing a call.
-                .test_before_acquire(false)
-                .before_acquire(|conn, meta| {
-                    Box::pin(async move {
-                        if meta.idle_for >= PG_PING_IDLE {
-                            conn.ping().await?;
-                        }
-                        Ok(true)
-                    })
-                })
-                .connect_with(options.clone())
-                .await
-                .map_err(StoreError::from)?;
+            let pool = pg_pool(PG_CONNECTIONS).connect_with(options.clone()).await.map_err(StoreError::from)?;
             let pool = Pool::Postgres(pool);
             Ok(Self {
                 writes: pool.clone(),
@@ -465,6 +473,17 @@ impl Store {
 
     /// Starts a write transaction. On SQLite it takes the write lock up front (`BEGIN
     /// IMMEDIATE`), so two writers never deadlock upgrading read locks.
+    /// PostgreSQL: this store, with transactions ([`Store::begin`]) on a connection of their own,
+    /// opened (when first used) from the calling runtime: the group commit's own thread (see
+    /// `writer.rs`). Its socket is then driven by that thread's runtime, so each of a batch's
+    /// round trips is answered at once instead of queueing behind the HTTP and gRPC tasks on the
+    /// main runtime's workers. `None` on SQLite.
+    pub(crate) fn with_own_writer_connection(&self) -> Option<Store> {
+        let Pool::Postgres(pool) = &self.writes else { return None };
+        let own = pg_pool(1).connect_lazy_with((*pool.connect_options()).clone());
+        Some(Store { writes: Pool::Postgres(own), ..self.clone() })
+    }
+
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         let lock = self.write_lock().await;
         let conn = match &self.writes {

@@ -172,12 +172,16 @@ impl<B: Batch> Writer<B> {
     /// queued.
     pub fn start(store: Store, hook: impl CommitHook<B>) -> (Self, JoinHandle<()>) {
         let (queue, rx) = mpsc::channel(QUEUE);
-        if store.direct().is_none() || B::DIRECT.is_none() {
-            return (Self { queue }, tokio::spawn(run::<B, _>(store, rx, hook)));
-        }
-        // The batches run on this thread and block it: a runtime of its own, so that they never
-        // hold up a worker of the main one. The hook's work (sending fresh deliveries) is spawned
-        // on the main runtime.
+        // SQLite: the batches run synchronously on this thread and block it. PostgreSQL: they
+        // run on a connection of the thread's own, whose round trips its runtime answers at
+        // once (`Store::with_own_writer_connection`).
+        let store = match store.with_own_writer_connection() {
+            Some(own) => own,
+            None if store.direct().is_some() && B::DIRECT.is_some() => store,
+            None => return (Self { queue }, tokio::spawn(run::<B, _>(store, rx, hook))),
+        };
+        // A runtime of its own, so that the batches never hold up a worker of the main one nor
+        // wait for one. The hook's work (sending fresh deliveries) is spawned on the main runtime.
         let main = tokio::runtime::Handle::current();
         let (done, finished) = oneshot::channel();
         std::thread::Builder::new()
