@@ -297,7 +297,8 @@ pub(crate) enum PointReaders {
 const SQLITE_READERS: u32 = 4;
 /// Connections to PostgreSQL per node.
 const PG_CONNECTIONS: u32 = 16;
-/// A PostgreSQL connection idle at least this long is pinged before it is used again.
+/// A PostgreSQL connection idle at least this long is pinged before it is used again (pooled
+/// ones and `pg_readers.rs`'s alike).
 const PG_PING_IDLE: Duration = Duration::from_secs(1);
 
 /// The options of a PostgreSQL pool of `connections`.
@@ -403,7 +404,7 @@ impl Store {
         Writes { pool: &self.writes, _lock: self.write_lock().await }
     }
 
-    /// SQLite: connections for point reads on hot paths, used on the caller's thread.
+    /// Connections for point reads on hot paths (SQLite: used on the caller's thread).
     pub(crate) fn readers(&self) -> &PointReaders {
         &self.readers
     }
@@ -471,8 +472,6 @@ impl Store {
         Ok(())
     }
 
-    /// Starts a write transaction. On SQLite it takes the write lock up front (`BEGIN
-    /// IMMEDIATE`), so two writers never deadlock upgrading read locks.
     /// PostgreSQL: this store, with transactions ([`Store::begin`]) on a connection of their own,
     /// opened (when first used) from the calling runtime: the group commit's own thread (see
     /// `writer.rs`). Its socket is then driven by that thread's runtime, so each of a batch's
@@ -484,6 +483,8 @@ impl Store {
         Some(Store { writes: Pool::Postgres(own), ..self.clone() })
     }
 
+    /// Starts a write transaction. On SQLite it takes the write lock up front (`BEGIN
+    /// IMMEDIATE`), so two writers never deadlock upgrading read locks.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         let lock = self.write_lock().await;
         let conn = match &self.writes {

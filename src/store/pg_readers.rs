@@ -12,18 +12,16 @@
 //! one, so a server restart costs a reconnect, not a failed call.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgRow};
 use sqlx::{Connection, FromRow, PgConnection, Postgres};
 use tokio::sync::Semaphore;
 
-use super::StoreError;
+use super::{PG_PING_IDLE, StoreError};
 
 /// Point reads running at once at most; more wait for a connection.
 const CONNECTIONS: usize = 16;
-/// A connection idle at least this long is pinged before it is used.
-const PING_IDLE: Duration = Duration::from_secs(1);
 
 pub struct PgReaders {
     options: PgConnectOptions,
@@ -47,7 +45,7 @@ impl PgReaders {
     /// Runs the query `make` builds on one of the connections; its first row, if any. A read
     /// that fails on a connection kept from earlier is tried once more on a new one: the server
     /// may have restarted since that connection was last used (it is pinged only after
-    /// [`PING_IDLE`]), and a read is safe to repeat.
+    /// [`PG_PING_IDLE`]), and a read is safe to repeat.
     pub async fn fetch_optional<'q, T>(
         &self,
         make: impl Fn() -> sqlx::query::QueryAs<'q, Postgres, T, PgArguments>,
@@ -78,7 +76,7 @@ impl PgReaders {
     async fn idle_connection(&self) -> Option<PgConnection> {
         loop {
             let (mut conn, since) = self.idle.lock().expect("readers poisoned").pop()?;
-            if since.elapsed() < PING_IDLE || conn.ping().await.is_ok() {
+            if since.elapsed() < PG_PING_IDLE || conn.ping().await.is_ok() {
                 return Some(conn);
             }
         }
