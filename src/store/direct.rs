@@ -17,7 +17,7 @@
 //! queued behind it, for 10–30 ms. [`Checkpointer`] runs them in the background instead, on a
 //! connection of its own: PASSIVE ones, which never wait for nor block a writer or a reader. Those
 //! cannot let the WAL start over while writes keep coming (the writer restarts it only once every
-//! page is copied back), so once it has grown past [`RESTART_PAGES`] the checkpointer takes the
+//! page is copied back), so once it has grown past [`RESTART_BYTES`] the checkpointer takes the
 //! write lock for one RESTART checkpoint: it copies the few pages written since the last PASSIVE
 //! one, and the next commit writes from the WAL's start again.
 
@@ -41,13 +41,25 @@ use crate::timeutil::Micros;
 
 /// Prepared statements kept: each multi-row insert comes in a few sizes.
 const STATEMENT_CACHE: usize = 64;
-/// WAL pages past which the checkpointer makes the WAL start over: SQLite's own checkpoint
-/// threshold. Larger lets ingest run further between restarts, but a large WAL slows every reader
-/// and writer that looks a page up in it (measured: 8 192 pages took the receive → delivered p99 at
-/// 1 000 events/s from 25 to 40–55 ms).
-pub const RESTART_PAGES: i64 = 1_024;
+/// The page size of databases Loft creates (SQLite's default is 4 KiB; a database keeps the size
+/// it was created with).
+///
+/// A commit writes every page it changed to the WAL in full, and a group commit at a moderate
+/// rate holds one or two events: their rows and index entries touch some fifteen pages (the
+/// event, its deliveries and their seven indexes, the feed), and an attempt's result a dozen
+/// more. With 4 KiB pages that was ≈ 115 KB written per event at 1 000 events/s; the checkpoints'
+/// fsyncs of that volume held the writer in disk waits for ≈ 20 ms every 200 ms, which made the
+/// receive → delivered p99 (24–29 ms). With 1 KiB pages: 45 MB/s instead of 115–160, p99 8–10 ms,
+/// and the same throughput under full load (`BENCHMARKS.md`).
+pub const PAGE_SIZE: u32 = 1_024;
+/// WAL size past which the checkpointer makes the WAL start over (SQLite's own checkpoint
+/// threshold is 1 000 pages). Larger lets ingest run further between restarts, but a large WAL
+/// slows every reader and writer that looks a page up in it (measured with 4 KiB pages: 32 MiB
+/// took the receive → delivered p99 at 1 000 events/s from 25 to 40–55 ms).
+pub const RESTART_BYTES: i64 = 4 << 20;
 /// WAL pages past which a writing connection checkpoints by itself: only a safety net, should
-/// the background checkpoints fall behind (64 MiB of 4 KiB pages; SQLite's default is 1 000).
+/// the background checkpoints fall behind (16 MiB of 1 KiB pages, 64 MiB of 4 KiB ones; SQLite's
+/// default is 1 000).
 pub const AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 /// The SQLite writer's own connection.
@@ -73,6 +85,11 @@ impl Direct {
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT_PAGES)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // Plans never depend on bound values. Otherwise SQLite recompiles a cached statement
+        // whenever a parameter it planned with changes — every `LIMIT $n` counts — and the
+        // claim, the largest statement here, was parsed and planned again on every call
+        // (5 % of the server's CPU in the end-to-end benchmark).
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         Ok(Self { conn, feed, in_order: HashMap::new() })
     }
 
@@ -140,7 +157,11 @@ fn open(path: &Path) -> Result<rusqlite::Connection, StoreError> {
 }
 
 /// Checkpoints the WAL in the background (see the module's documentation).
-pub struct Checkpointer(rusqlite::Connection);
+pub struct Checkpointer {
+    conn: rusqlite::Connection,
+    /// [`RESTART_BYTES`] in pages of this database, whose page size may predate [`PAGE_SIZE`].
+    restart_pages: i64,
+}
 
 impl std::fmt::Debug for Checkpointer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -150,27 +171,31 @@ impl std::fmt::Debug for Checkpointer {
 
 impl Checkpointer {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self(open(path)?))
+        let conn = open(path)?;
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        Ok(Self { conn, restart_pages: RESTART_BYTES / page_size.max(512) })
     }
 
-    /// Copies what it can of the WAL into the database file, waiting for no one; returns the
-    /// WAL's pages. Blocks on disk.
-    pub fn passive(&self) -> Result<i64, StoreError> {
-        Ok(self.run("PRAGMA wal_checkpoint(PASSIVE)")?.1)
+    /// Copies what it can of the WAL into the database file, waiting for no one; returns whether
+    /// the WAL has grown past [`RESTART_BYTES`] (then [`Checkpointer::restart`] is due). Blocks on
+    /// disk.
+    pub fn passive(&self) -> Result<bool, StoreError> {
+        Ok(self.run("PRAGMA wal_checkpoint(PASSIVE)")?.1 >= self.restart_pages)
     }
 
     /// Copies all of the WAL, waiting for readers of older pages, so that the next commit starts
-    /// it over; returns the WAL's pages. The caller holds the write lock. Blocks on disk.
-    pub fn restart(&self) -> Result<i64, StoreError> {
+    /// it over; returns whether it could (else a reader held on too long, and a later one tries
+    /// again). The caller holds the write lock. Blocks on disk.
+    pub fn restart(&self) -> Result<bool, StoreError> {
         let (busy, wal, copied) = self.run("PRAGMA wal_checkpoint(RESTART)")?;
         if busy != 0 {
             tracing::debug!(wal, copied, "WAL restart waited too long for a reader; trying again later");
         }
-        Ok(wal)
+        Ok(busy == 0)
     }
 
     fn run(&self, pragma: &str) -> rusqlite::Result<(i64, i64, i64)> {
-        self.0.query_row(pragma, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        self.conn.query_row(pragma, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
     }
 }
 
@@ -453,5 +478,58 @@ mod tests {
         assert_eq!(in_main_file(&dir, "events"), 0);
         store.checkpoint().await.unwrap();
         assert_eq!(in_main_file(&dir, "events"), 100);
+    }
+
+    /// Pages in the WAL as of its last commit.
+    fn wal_pages(checkpointer: &Checkpointer) -> i64 {
+        checkpointer.run("PRAGMA wal_checkpoint(PASSIVE)").unwrap().1
+    }
+
+    #[tokio::test]
+    async fn the_wal_starts_over_once_past_its_size_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, project) = store_with_project(&dir).await;
+        let path = dir.path().join("loft.db");
+        let checkpointer = Checkpointer::open(&path).unwrap();
+        let page_size: i64 = checkpointer.conn.pragma_query_value(None, "page_size", |r| r.get(0)).unwrap();
+        assert_eq!(page_size, i64::from(PAGE_SIZE));
+        assert_eq!(checkpointer.restart_pages, RESTART_BYTES / i64::from(PAGE_SIZE));
+        // 5 MiB of events with no checkpoint in between (a quiet WAL that a checkpoint copied
+        // entirely starts over by itself; under load there is always a commit in between).
+        let written: i64 = 2_500;
+        for start in (0..written).step_by(100) {
+            let batch: Vec<_> = (start..start + 100)
+                .map(|i| EventWrite {
+                    event: NewEvent { body: vec![b'x'; 2048], ..event(&format!("evt_{i:05}"), &project, None).event },
+                    ..event("", &project, None)
+                })
+                .collect();
+            store.direct().unwrap().lock().unwrap().write_events(&batch, 10).unwrap();
+        }
+        assert!(checkpointer.passive().unwrap(), "{} pages", wal_pages(&checkpointer));
+        assert!(checkpointer.restart().unwrap());
+        // The next commit writes from the WAL's start again.
+        store.direct().unwrap().lock().unwrap().write_events(&[event("evt_last", &project, None)], 10).unwrap();
+        assert!(wal_pages(&checkpointer) < 50, "{} pages", wal_pages(&checkpointer));
+        assert_eq!(in_main_file(&dir, "events"), written + 1);
+    }
+
+    #[tokio::test]
+    async fn a_database_keeps_the_page_size_it_was_created_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("loft.db");
+        // Created before Loft chose 1 KiB pages: SQLite's default, 4 KiB.
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.pragma_update(None, "page_size", 4096).unwrap();
+        old.pragma_update(None, "journal_mode", "WAL").unwrap();
+        old.execute_batch("CREATE TABLE before_loft (x INTEGER)").unwrap();
+        drop(old);
+        let (store, _) = store_with_project(&dir).await;
+        let checkpointer = Checkpointer::open(&path).unwrap();
+        let page_size: i64 = checkpointer.conn.pragma_query_value(None, "page_size", |r| r.get(0)).unwrap();
+        assert_eq!(page_size, 4096);
+        // The WAL starts over at the same size in bytes, not in pages.
+        assert_eq!(checkpointer.restart_pages, RESTART_BYTES / 4096);
+        store.checkpoint().await.unwrap();
     }
 }

@@ -328,6 +328,8 @@ impl Store {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(|_| StoreError::UnsupportedUrl)?
                 .create_if_missing(true)
+                // Only a new file takes it (see `direct::PAGE_SIZE`).
+                .page_size(direct::PAGE_SIZE)
                 .journal_mode(SqliteJournalMode::Wal)
                 // With WAL, NORMAL makes a commit durable against a crash of the process (the
                 // WAL write has reached the OS) without an fsync per transaction; only a power
@@ -445,12 +447,11 @@ impl Store {
     /// (see `direct.rs`). PostgreSQL: nothing.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
         let Some(checkpointer) = self.checkpointer.clone() else { return Ok(()) };
-        let run = |f: fn(&Checkpointer) -> Result<i64, StoreError>| {
+        let run = |f: fn(&Checkpointer) -> Result<bool, StoreError>| {
             let checkpointer = checkpointer.clone();
             tokio::task::spawn_blocking(move || f(&checkpointer.lock().expect("checkpointer poisoned")))
         };
-        let wal = run(Checkpointer::passive).await.map_err(StoreError::unavailable)??;
-        if wal >= direct::RESTART_PAGES {
+        if run(Checkpointer::passive).await.map_err(StoreError::unavailable)?? {
             let _lock = self.write_lock().await;
             run(Checkpointer::restart).await.map_err(StoreError::unavailable)??;
         }
