@@ -480,7 +480,7 @@ mod tests {
         assert_eq!(in_main_file(&dir, "events"), 100);
     }
 
-    /// Pages in the WAL as of its last commit.
+    /// Pages in the WAL as of its last commit (a PASSIVE checkpoint reports them).
     fn wal_pages(checkpointer: &Checkpointer) -> i64 {
         checkpointer.run("PRAGMA wal_checkpoint(PASSIVE)").unwrap().1
     }
@@ -499,9 +499,10 @@ mod tests {
         let written: i64 = 2_500;
         for start in (0..written).step_by(100) {
             let batch: Vec<_> = (start..start + 100)
-                .map(|i| EventWrite {
-                    event: NewEvent { body: vec![b'x'; 2048], ..event(&format!("evt_{i:05}"), &project, None).event },
-                    ..event("", &project, None)
+                .map(|i| {
+                    let mut write = event(&format!("evt_{i:05}"), &project, None);
+                    write.event.body = vec![b'x'; 2048];
+                    write
                 })
                 .collect();
             store.direct().unwrap().lock().unwrap().write_events(&batch, 10).unwrap();
@@ -510,6 +511,7 @@ mod tests {
         assert!(checkpointer.restart().unwrap());
         // The next commit writes from the WAL's start again.
         store.direct().unwrap().lock().unwrap().write_events(&[event("evt_last", &project, None)], 10).unwrap();
+        // `wal_pages` checkpoints too: the last event is in the file as well.
         assert!(wal_pages(&checkpointer) < 50, "{} pages", wal_pages(&checkpointer));
         assert_eq!(in_main_file(&dir, "events"), written + 1);
     }
