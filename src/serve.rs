@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::api::{self, AppState};
@@ -130,7 +131,14 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
         .layer(cors)
         .layer(tonic_web::GrpcWebLayer::new())
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.clone().cancelled_owned());
+        // Answers go out at once (`TCP_NODELAY`): tonic sets it only on listeners it binds
+        // itself. With Nagle's algorithm on, an answer written while an earlier one was still
+        // unacknowledged waited for the client's delayed ACK — 40 ms on Linux, the p99 of
+        // GetDestination at c = 64 on PostgreSQL, whose answers finish at different times.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            shutdown.clone().cancelled_owned(),
+        );
 
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(async move {
@@ -142,6 +150,12 @@ pub async fn start(config: ServeConfig, grpc: TcpListener, http: TcpListener) ->
     let router = crate::http::router(store.clone(), crate::telemetry::metrics_handle(), ingest);
     let http_shutdown = shutdown.clone();
     tasks.push(tokio::spawn(async move {
+        // As for gRPC: answers go out at once.
+        let http = http.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let served = axum::serve(http, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(http_shutdown.cancelled_owned())
             .await;

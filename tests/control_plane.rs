@@ -14,6 +14,7 @@ on_both_backends!(
     api_key_lifecycle,
     roles_are_enforced,
     tenant_isolation_for_every_resource,
+    concurrent_reads_across_projects_see_only_their_own,
     sources_crud_secrets_and_rotation,
     source_validation,
     destinations_crud_secrets_and_rotation,
@@ -419,6 +420,51 @@ async fn roles_are_enforced(server: TestServer) {
     );
     let details = tonic_types::StatusExt::get_error_details(&status);
     assert_eq!(details.resource_info().expect("ResourceInfo detail").resource_type, "loft.v1.Project");
+}
+
+/// Many `GetDestination` calls at once, from three projects, each asking for its own and for the
+/// others' destinations. On PostgreSQL concurrent reads share queries (`pg_readers::Batched`):
+/// every answer must still be the caller's own row, and a foreign id NOT_FOUND.
+async fn concurrent_reads_across_projects_see_only_their_own(server: TestServer) {
+    let admin = server.admin().await;
+    let mut tenants = Vec::new();
+    for name in ["A", "B", "C"] {
+        let p = project(&admin, name).await;
+        let editor = server.clients(&project_key(&admin, &p.id, pb::ApiKeyRole::Editor).await).await;
+        let url = format!("https://example.com/{name}");
+        let d = create_destination(&editor, "", destination(&url)).await.destination.unwrap();
+        tenants.push((editor, d));
+    }
+    let mut calls = tokio::task::JoinSet::new();
+    for round in 0..20 {
+        for (caller, (clients, own)) in tenants.iter().enumerate() {
+            let (_, asked) = &tenants[(caller + round) % tenants.len()];
+            let (mut destinations, own, asked) = (clients.destinations.clone(), own.clone(), asked.clone());
+            calls.spawn(async move {
+                let got = destinations
+                    .get_destination(pb::GetDestinationRequest {
+                        destination_id: asked.id.clone(),
+                        ..Default::default()
+                    })
+                    .await;
+                (own, asked, got)
+            });
+        }
+    }
+    let (mut found, mut refused) = (0, 0);
+    while let Some(done) = calls.join_next().await {
+        let (own, asked, got) = done.unwrap();
+        if asked.id == own.id {
+            let d = got.expect("own destination").into_inner().destination.unwrap();
+            assert_eq!((d.id, d.url, d.project_id), (own.id, own.url, own.project_id));
+            found += 1;
+        } else {
+            let status = got.expect_err("another project's destination");
+            assert_eq!(status.code(), Code::NotFound, "{status:?}");
+            refused += 1;
+        }
+    }
+    assert_eq!((found, refused), (21, 39));
 }
 
 async fn tenant_isolation_for_every_resource(server: TestServer) {

@@ -54,8 +54,8 @@ macro_rules! select_health {
 pub(super) const HEALTH_OF: &str = select_health!("WHERE destination_id = $1");
 
 /// A destination document and its health row, if it has one, read together.
-#[derive(sqlx::FromRow)]
-struct DestinationRow {
+#[derive(sqlx::FromRow, Clone)]
+pub(super) struct DestinationRow {
     #[sqlx(flatten)]
     document: DocumentRow,
     state: Option<String>,
@@ -75,10 +75,22 @@ impl Store {
         project: ProjectId,
         id: &DestinationId,
     ) -> Result<(Stored<DestinationSpec>, DestinationHealth), StoreError> {
-        const SQL: &str = "SELECT d.id, d.project_id, d.spec, d.create_time, d.update_time, h.state, h.disabled_reason, \
-             h.consecutive_failures, h.failing_since, h.last_success_time, h.last_failure_time, h.circuit, \
-             h.circuit_retry_time FROM destinations d LEFT JOIN destination_health h ON h.destination_id = d.id \
-             WHERE d.project_id = $1 AND d.id = $2";
+        macro_rules! select {
+            ($where:literal) => {
+                concat!(
+                    "SELECT d.id, d.project_id, d.spec, d.create_time, d.update_time, h.state, h.disabled_reason, \
+                     h.consecutive_failures, h.failing_since, h.last_success_time, h.last_failure_time, h.circuit, \
+                     h.circuit_retry_time FROM destinations d LEFT JOIN destination_health h ON h.destination_id = d.id ",
+                    $where
+                )
+            };
+        }
+        const SQL: &str = select!("WHERE d.project_id = $1 AND d.id = $2");
+        // Several at once (PostgreSQL, `pg_readers::Batched`): each `(project, id)` pair.
+        const BATCH: &str = select!(
+            "JOIN UNNEST(CAST($1 AS TEXT[]), CAST($2 AS TEXT[])) AS k (project_id, id) \
+             ON d.project_id = k.project_id AND d.id = k.id"
+        );
         let (project, id) = (project.to_string(), id.to_string());
         let row: Option<DestinationRow> = match self.readers() {
             PointReaders::Sqlite(r) => r.row(SQL, &[project.as_str().into(), id.as_str().into()], |r| {
@@ -94,7 +106,14 @@ impl Store {
                     circuit_retry_time: r.get(12)?,
                 })
             })?,
-            PointReaders::Postgres(r) => r.fetch_optional(|| sqlx::query_as(SQL).bind(&project).bind(&id)).await?,
+            PointReaders::Postgres(r) => {
+                let key_of = |row: &DestinationRow| (row.document.project_id.clone(), row.document.id.clone());
+                let read = |keys: Vec<(String, String)>| async move {
+                    let (projects, ids): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
+                    r.fetch_all(|| sqlx::query_as(BATCH).bind(&projects).bind(&ids)).await
+                };
+                r.destinations.read((project, id.clone()), key_of, read).await?
+            }
         };
         let row = row.ok_or(StoreError::NotFound)?;
         let health = match row.state {

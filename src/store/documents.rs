@@ -96,10 +96,10 @@ pub struct DocumentFilter {
     pub state: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, Clone)]
 pub(super) struct DocumentRow {
-    id: String,
-    project_id: String,
+    pub(super) id: String,
+    pub(super) project_id: String,
     spec: String,
     create_time: i64,
     update_time: i64,

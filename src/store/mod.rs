@@ -191,6 +191,22 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database url (use sqlite://… or postgres://…)")]
     UnsupportedUrl,
+    /// One error met on behalf of several callers (the waiters of a batched read).
+    #[error(transparent)]
+    Shared(Arc<StoreError>),
+}
+
+impl StoreError {
+    /// A copy of `e` for one of the callers it was met for: an outage stays an outage and a
+    /// missing row a missing row, so callers map it as they would their own.
+    pub(crate) fn copy_of(e: &Arc<StoreError>) -> StoreError {
+        match &**e {
+            StoreError::Unavailable(cause) => StoreError::Unavailable(cause.clone()),
+            StoreError::NotFound => StoreError::NotFound,
+            StoreError::Shared(inner) => StoreError::copy_of(inner),
+            _ => StoreError::Shared(e.clone()),
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
