@@ -655,7 +655,13 @@ async fn fresh_deliveries_go_from_memory(backend: common::Backend) {
     let project = common::create_project(&c, "fresh").await;
     let receiver = Receiver::start(vec![]).await;
     common::route_to(&c, &project, pb::Destination { url: receiver.url.clone(), ..Default::default() }).await;
-    const EVENTS: usize = 11;
+    const EVENTS: usize = 20;
+    let metric = |metrics: &str, series: &str| -> u64 {
+        metrics.lines().find_map(|l| l.strip_prefix(series)).map_or(0, |v| v.trim().parse().unwrap())
+    };
+    let scrape = || async { reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap() };
+    let empty_claims = |m: &str| metric(m, "loft_claims_total{found=\"none\"} ");
+    let (empty_before, start) = (empty_claims(&scrape().await), std::time::Instant::now());
     let mut published = Vec::new();
     for n in 0..EVENTS {
         let req = pb::PublishEventRequest {
@@ -673,12 +679,15 @@ async fn fresh_deliveries_go_from_memory(backend: common::Backend) {
     let got: Vec<String> = receiver.received().iter().map(|r| r.header("webhook-id").to_owned()).collect();
     assert_eq!(got, published, "each delivered once, in publish order");
 
-    let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
-    let started = |via: &str| -> u64 {
-        let series = format!("loft_attempts_started_total{{via=\"{via}\"}} ");
-        metrics.lines().find_map(|l| l.strip_prefix(series.as_str())).map_or(0, |v| v.trim().parse().unwrap())
-    };
+    let metrics = scrape().await;
+    let started = |via: &str| metric(&metrics, &format!("loft_attempts_started_total{{via=\"{via}\"}} "));
     let (memory, claim) = (started("memory"), started("claim"));
+    // Nothing was left for a claim: besides the twice-a-second poll, the claim loop stays
+    // asleep. (On PostgreSQL a node hears its own commits' NOTIFY too; heeding it woke a claim
+    // for every event and every attempt, 2 × EVENTS empty claims.)
+    let polls = start.elapsed().as_millis() as u64 / 500;
+    let empty = empty_claims(&metrics) - empty_before;
+    assert!(empty <= polls + 4, "{empty} empty claims in {polls} polls\n{metrics}");
     assert_eq!(memory + claim, EVENTS as u64, "{metrics}");
     // The first delivery loads the destination through a claim; the rest skip it (a stall of
     // more than the 2 s settings cache between two events could add one more claim).

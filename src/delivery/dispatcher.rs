@@ -333,6 +333,8 @@ impl Dispatcher {
                 self.left_behind.store(false, Ordering::Release);
                 match self.store.claim_due(now, now + LEASE.as_micros() as i64, room, &caps, UNKNOWN_CAP).await {
                     Ok(claimed) => {
+                        let found = if claimed.is_empty() { "none" } else { "some" };
+                        metrics::counter!("loft_claims_total", "found" => found).increment(1);
                         if !claimed.is_empty() || caps.iter().any(|c| c.1 == 0) {
                             self.left_behind.store(true, Ordering::Release);
                         }

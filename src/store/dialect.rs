@@ -31,8 +31,9 @@ pub const WAKE_CHANNEL: &str = wake_channel!();
 /// Reserves `$1` feed sequence numbers in `tx` and returns the last. On PostgreSQL the same
 /// statement tells the other nodes, when `tx` commits, that there is new work: `NOTIFY` is
 /// transactional, so they hear it only once the rows are visible (and never for a rollback), and
-/// PostgreSQL folds identical notifications of one transaction into one. SQLite has no other
-/// nodes.
+/// PostgreSQL folds identical notifications of one transaction into one. The payload, `$2`, names
+/// the sending node, which hears its own notifications too and skips them (its own commits wake
+/// its dispatcher and feed directly). SQLite has no other nodes.
 pub fn allocate_feed_seq(tx: &Tx) -> &'static str {
     match tx.conn {
         TxConn::Sqlite(_) => ALLOCATE_FEED_SEQ,
@@ -40,7 +41,7 @@ pub fn allocate_feed_seq(tx: &Tx) -> &'static str {
             concat!(
                 "WITH wake AS (SELECT pg_notify('",
                 wake_channel!(),
-                "', '')) UPDATE feed_sequence SET last_seq = last_seq + $1 FROM wake WHERE id = 1 RETURNING last_seq"
+                "', $2)) UPDATE feed_sequence SET last_seq = last_seq + $1 FROM wake WHERE id = 1 RETURNING last_seq"
             )
         }
     }

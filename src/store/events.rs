@@ -2,7 +2,7 @@
 
 use super::args::Arg;
 use super::multirow::{MultiRow, Rows, Statement};
-use super::{StoreError, Tx, on_pool, on_tx};
+use super::{StoreError, Tx, TxConn, on_pool, on_tx};
 use crate::store::Store;
 use crate::timeutil::Micros;
 
@@ -300,7 +300,10 @@ impl Store {
     /// the transaction ends, which is what makes sequence order commit order.
     async fn allocate_feed_seq(&self, tx: &mut Tx, n: i64) -> Result<i64, StoreError> {
         let sql = super::dialect::allocate_feed_seq(tx);
-        let last: (i64,) = on_tx!(tx, c => sqlx::query_as(sql).bind(n).fetch_one(c).await?);
+        let last: (i64,) = match &mut tx.conn {
+            TxConn::Sqlite(c) => sqlx::query_as(sql).bind(n).fetch_one(&mut **c).await?,
+            TxConn::Postgres(c) => sqlx::query_as(sql).bind(n).bind(&*self.node).fetch_one(&mut **c).await?,
+        };
         tx.feed = Some(self.feed.clone());
         Ok(last.0 - n + 1)
     }

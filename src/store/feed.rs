@@ -108,6 +108,10 @@ impl Store {
     /// PostgreSQL: listens for the other nodes' commits (`dialect::allocate_feed_seq`) and wakes this
     /// node's feed and, through `on_wake`, its dispatcher. Reconnects after an outage; what was
     /// missed meanwhile is found by the feed's and the dispatcher's own polling.
+    ///
+    /// The node's own notifications are skipped: its commits wake its feed and dispatcher
+    /// themselves, as on SQLite. Heeding them cost a claim (two round trips and a write) per
+    /// commit: ≈ 1 000 empty claims a second at 1 000 events/s (`pg_stat_statements`).
     pub async fn follow_other_nodes(&self, on_wake: impl Fn(), shutdown: CancellationToken) {
         let Pool::Postgres(pool) = self.pool() else { return };
         loop {
@@ -118,7 +122,9 @@ impl Store {
                 self.feed.notify();
                 on_wake();
                 loop {
-                    listener.recv().await?;
+                    if listener.recv().await?.payload() == &*self.node {
+                        continue;
+                    }
                     self.feed.notify();
                     on_wake();
                 }

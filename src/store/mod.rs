@@ -299,6 +299,9 @@ pub struct Store {
     checkpointer: Option<Arc<Mutex<Checkpointer>>>,
     /// Connections for point reads on hot paths, outside the sqlx pools.
     readers: PointReaders,
+    /// PostgreSQL: this node's name in the wake-ups its commits send the other nodes
+    /// (`dialect::allocate_feed_seq`), so that it can tell its own apart and not wake itself.
+    node: Arc<str>,
 }
 
 /// Connections for the point reads of hot paths, each backend's own (see `direct.rs` and
@@ -385,6 +388,7 @@ impl Store {
                 checkpointer: Some(Arc::new(Mutex::new(Checkpointer::open(options.get_filename())?))),
                 write_lock: Arc::default(),
                 readers: PointReaders::Sqlite(Arc::new(Readers::new(options.get_filename()))),
+                node: Arc::from(ulid::Ulid::new().to_string()),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(|_| StoreError::UnsupportedUrl)?;
@@ -398,6 +402,7 @@ impl Store {
                 checkpointer: None,
                 write_lock: Arc::default(),
                 readers: PointReaders::Postgres(Arc::new(PgReaders::new(options))),
+                node: Arc::from(ulid::Ulid::new().to_string()),
             })
         } else {
             Err(StoreError::UnsupportedUrl)
