@@ -32,9 +32,9 @@ use super::{PG_PING_IDLE, StoreError};
 const CONNECTIONS: usize = 16;
 /// Batches of one [`Batched`] read running at once. More callers than this wait for a running
 /// batch to finish and join the next, which is what makes batches form. Two keep one batch
-/// being answered while the next is read; at c = 64 (`loft-bench --scenario unary`, after the
-/// `TCP_NODELAY` fix) 1, 2, 4 and 8 gave ≈ 28 000, 29 000, 24 000 and 19 500 calls/s: more
-/// batches are smaller ones, each a wake-up of a server process.
+/// being answered while the next is read; at c = 64 (`loft-bench --scenario unary`) 1, 2, 4 and
+/// 8 gave ≈ 28 000–32 000, 26 000–31 000, 24 000–25 000 and 19 000–20 000 calls/s: more batches
+/// are smaller ones, each a wake-up of a server process.
 const BATCHES: usize = 2;
 /// Most reads gathered into one query.
 const MAX_BATCH: usize = 128;
