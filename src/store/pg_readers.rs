@@ -17,8 +17,6 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
-#[cfg(test)]
-use std::time::Duration;
 use std::time::Instant;
 
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgRow};
@@ -201,6 +199,7 @@ impl<K: Clone + Eq + Hash, V: Clone> Batched<K, V> {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     use super::*;
 
