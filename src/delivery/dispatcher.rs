@@ -12,7 +12,8 @@
 //!
 //! Claims are fair: each takes the head of every ORDERED destination that has nothing in flight,
 //! and from every other destination at most what this node can start soon (its free
-//! `max_in_flight` slots, and the rate-limit tokens it will have within [`PACE_HORIZON`]),
+//! `max_in_flight` slots plus what the destination answers within [`PREFETCH_HORIZON`] at its
+//! recent pace, and the rate-limit tokens it will have within [`PACE_HORIZON`]),
 //! round-robin across destinations (see `store::dialect`). One destination's backlog, slow
 //! receiver or rate limit thus never fills the node, and nothing claimed waits out its lease in
 //! memory. A finished attempt wakes the claim loop when the database may hold more, so freed
@@ -56,11 +57,17 @@ const LEASE_MARGIN: Duration = Duration::from_secs(10);
 const MAX_IN_FLIGHT: usize = 512;
 /// Deliveries claimed per query.
 const CLAIM_BATCH: u32 = 256;
-/// Deliveries taken of a destination, in multiples of its `max_in_flight`: one round is sent
-/// while the next is claimed (under load a claim waits its turn at the writer for a few
-/// milliseconds; without this, each destination would idle for that long between rounds).
-/// The extra round waits for slots in memory, well inside its [`LEASE`].
-const PREFETCH_ROUNDS: u32 = 2;
+/// Deliveries taken of a destination beyond its free `max_in_flight` slots: what it answers
+/// within this horizon at its recent pace, and at least one more round. Those are sent while
+/// the next claim waits its turn at the writer (a few milliseconds under load); without them a
+/// destination that answers quickly idles between claims. A slow destination thus holds one
+/// extra round at most, a fast one enough to keep its slots busy.
+const PREFETCH_HORIZON: Duration = Duration::from_millis(20);
+/// Most deliveries taken of a destination, in multiples of its `max_in_flight`; they wait for
+/// slots in memory, well inside their [`LEASE`].
+const MAX_PREFETCH_ROUNDS: u32 = 16;
+/// How long a destination's answers are counted to measure its pace.
+const PACE_WINDOW: Duration = Duration::from_millis(100);
 /// How many deliveries a claim may take of a destination whose settings this node has not
 /// loaded yet; its first attempt loads them, and later claims follow them.
 const UNKNOWN_CAP: u32 = 8;
@@ -105,11 +112,15 @@ impl Target {
     }
 
     /// How many more of its deliveries this node may take on now, given what it holds: free
-    /// `max_in_flight` slots plus one more round ([`PREFETCH_ROUNDS`]), and for a rate limit the
-    /// tokens due within [`PACE_HORIZON`] that taken deliveries do not already wait for.
+    /// `max_in_flight` slots plus what it answers within [`PREFETCH_HORIZON`] (one round at
+    /// least), and for a rate limit the tokens due within [`PACE_HORIZON`] that taken deliveries
+    /// do not already wait for.
     fn cap(&self, held: Option<&Backlog>) -> u32 {
         let (claimed, unpaced) = held.map_or((0, 0), |b| (b.claimed, b.unpaced));
-        let mut cap = (self.spec.max_in_flight.max(1) * PREFETCH_ROUNDS).saturating_sub(claimed);
+        let slots = self.spec.max_in_flight.max(1);
+        let ahead = (self.live.answers_per_second() * PREFETCH_HORIZON.as_secs_f64()).ceil() as u32;
+        let ahead = ahead.clamp(slots, slots.saturating_mul(MAX_PREFETCH_ROUNDS - 1));
+        let mut cap = (slots + ahead).saturating_sub(claimed);
         if let Some(limit) = self.spec.rate_limit {
             let soon = self.live.tokens(limit) + f64::from(limit.per_second) * PACE_HORIZON.as_secs_f64();
             cap = cap.min((soon.floor() as u32).saturating_sub(unpaced));
@@ -128,9 +139,56 @@ struct Live {
     probing: AtomicBool,
     /// Token bucket of the destination's rate limit: tokens, and when last refilled.
     bucket: Mutex<(f64, Instant)>,
+    /// How fast it answers.
+    answers: Mutex<Answers>,
+}
+
+/// Answers counted over [`PACE_WINDOW`]s.
+struct Answers {
+    /// Start of the current window.
+    since: Instant,
+    /// In the current window.
+    count: u32,
+    /// Over the last full window.
+    per_second: f64,
+}
+
+impl Default for Answers {
+    fn default() -> Self {
+        Self { since: Instant::now(), count: 0, per_second: 0.0 }
+    }
 }
 
 impl Live {
+    fn new(spec: &DestinationSpec) -> Self {
+        Self {
+            slots: Semaphore::new(spec.max_in_flight.max(1) as usize),
+            open_until: AtomicI64::new(0),
+            probing: AtomicBool::new(false),
+            bucket: Mutex::new((f64::from(spec.rate_limit.map_or(0, |r| r.burst)), Instant::now())),
+            answers: Mutex::default(),
+        }
+    }
+
+    /// The destination answered an attempt.
+    fn answered(&self) {
+        let mut a = self.answers.lock().expect("answers poisoned");
+        a.count += 1;
+        let elapsed = a.since.elapsed();
+        if elapsed >= PACE_WINDOW {
+            *a = Answers { since: Instant::now(), count: 0, per_second: f64::from(a.count) / elapsed.as_secs_f64() };
+        }
+    }
+
+    /// Answers per second lately: the last full window's pace, or the current window's when it
+    /// is faster or the last one is stale.
+    fn answers_per_second(&self) -> f64 {
+        let a = self.answers.lock().expect("answers poisoned");
+        let elapsed = a.since.elapsed();
+        let current = f64::from(a.count) / elapsed.as_secs_f64().max(1e-3);
+        if elapsed >= 2 * PACE_WINDOW { current } else { a.per_second.max(current) }
+    }
+
     /// Tokens in the bucket now, without taking one.
     fn tokens(&self, limit: crate::domain::RateLimit) -> f64 {
         let b = self.bucket.lock().expect("bucket poisoned");
@@ -426,14 +484,7 @@ impl Dispatcher {
         // forgets an open circuit.
         let previous = self.targets.lock().expect("targets poisoned").get(destination).map(|t| t.live.clone());
         let fresh = previous.is_none();
-        let live = previous.unwrap_or_else(|| {
-            Arc::new(Live {
-                slots: Semaphore::new(spec.max_in_flight.max(1) as usize),
-                open_until: AtomicI64::new(0),
-                probing: AtomicBool::new(false),
-                bucket: Mutex::new((f64::from(spec.rate_limit.map_or(0, |r| r.burst)), Instant::now())),
-            })
-        });
+        let live = previous.unwrap_or_else(|| Arc::new(Live::new(&spec)));
         // The database has the last word on the circuit (another node may have opened it, a
         // resume closes it); memory only spares a read per attempt between reloads.
         let health = self.store.destination_health(destination).await?;
@@ -529,6 +580,7 @@ impl Dispatcher {
         }
         let request = self.request(due, target);
         let record = self.sender.send(&request).await;
+        target.live.answered();
         // `max_in_flight` counts requests to the destination: the slot is free once it answered,
         // while the result is recorded (the delivery's lease still covers it). An ORDERED
         // destination's next delivery waits for this result, so it keeps its place until then.
@@ -862,5 +914,56 @@ fn attempt_row(
         response_truncated: rec.response_body_truncated,
         start_time: to_micros(rec.started),
         duration_us: rec.duration.as_micros() as i64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(max_in_flight: u32, answers: Answers) -> Target {
+        let spec = DestinationSpec { max_in_flight, ..DestinationSpec::default() };
+        let live = Arc::new(Live::new(&spec));
+        *live.answers.lock().unwrap() = answers;
+        Target { spec, keys: Vec::new(), auth: None, live, active: true, loaded: Instant::now(), generation: 0 }
+    }
+
+    fn ago(ms: u64) -> Instant {
+        Instant::now() - Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn claims_ahead_by_how_fast_the_destination_answers() {
+        let held = |claimed| Backlog { claimed, unpaced: 0 };
+        // Not heard from yet: its slots and one more round.
+        let t = target(16, Answers::default());
+        assert_eq!(t.cap(None), 32);
+        assert_eq!(t.cap(Some(&held(20))), 12);
+        // Slow (20 answers/s): still one round ahead, not less.
+        let t = target(16, Answers { since: ago(50), count: 1, per_second: 20.0 });
+        assert_eq!(t.cap(None), 32);
+        // 4 000 answers/s: 80 within the 20 ms horizon, beyond its 16 slots.
+        let t = target(16, Answers { since: ago(50), count: 0, per_second: 4_000.0 });
+        assert_eq!(t.cap(None), 16 + 80);
+        assert_eq!(t.cap(Some(&held(90))), 6);
+        // Faster than the last window in the current one: the current pace counts.
+        let t = target(16, Answers { since: ago(50), count: 300, per_second: 100.0 });
+        let cap = t.cap(None);
+        assert!((16 + 100..=16 + 120).contains(&cap), "{cap}");
+        // Very fast: at most MAX_PREFETCH_ROUNDS rounds in all.
+        let t = target(16, Answers { since: ago(50), count: 0, per_second: 1e6 });
+        assert_eq!(t.cap(None), 16 * MAX_PREFETCH_ROUNDS);
+        // Fast long ago, quiet since: back to one round ahead.
+        let t = target(16, Answers { since: ago(1_000), count: 0, per_second: 4_000.0 });
+        assert_eq!(t.cap(None), 32);
+    }
+
+    #[test]
+    fn a_window_of_answers_sets_the_pace() {
+        let t = target(16, Answers { since: ago(200), count: 199, per_second: 0.0 });
+        t.live.answered(); // the 200th answer closes a 200 ms window: 1 000/s
+        let a = t.live.answers.lock().unwrap();
+        assert_eq!(a.count, 0);
+        assert!((900.0..=1_000.0).contains(&a.per_second), "{}", a.per_second);
     }
 }
