@@ -58,9 +58,14 @@ pub const PAGE_SIZE: u32 = 1_024;
 /// took the receive → delivered p99 at 1 000 events/s from 25 to 40–55 ms).
 pub const RESTART_BYTES: i64 = 4 << 20;
 /// WAL pages past which a writing connection checkpoints by itself: only a safety net, should
-/// the background checkpoints fall behind (16 MiB of 1 KiB pages, 64 MiB of 4 KiB ones; SQLite's
-/// default is 1 000).
-pub const AUTOCHECKPOINT_PAGES: u32 = 16_384;
+/// the background checkpoints fall behind (64 MiB of 1 KiB pages, 256 MiB of 4 KiB ones; SQLite's
+/// default is 1 000). Past it, every commit checkpoints — and syncs the database file — until the
+/// checkpointer makes the WAL start over. Under full load the WAL grows by 8 000–14 000 pages
+/// between two background checkpoints ([`RESTART_BYTES`] is the usual restart point, reached
+/// within one interval), so at 16 384 pages the writers crossed it often: raising it took
+/// ingest from ≈ 33 000 to ≈ 36 000/s and end-to-end from ≈ 10 000 to ≈ 11 000 delivered/s
+/// (BENCHMARKS.md).
+pub const AUTOCHECKPOINT_PAGES: u32 = 65_536;
 
 /// The SQLite writer's own connection.
 pub struct Direct {
