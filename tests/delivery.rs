@@ -25,6 +25,7 @@ on_both_backends!(
     replay_and_recover,
     test_destination_pings_now,
     rate_limits_pace_without_dropping,
+    attempt_log_shows_the_body_sent,
 );
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -60,6 +61,12 @@ async fn setup(server: &TestServer, destination: pb::Destination) -> Setup {
     let c = server.clients(&secret).await;
     let destination = common::route_to(&c, "", destination).await;
     Setup { c, destination }
+}
+
+/// The attempt with `id`, bodies included.
+async fn get_attempt(s: &Setup, id: &str) -> pb::Attempt {
+    let req = pb::GetAttemptRequest { attempt_id: id.into(), ..Default::default() };
+    s.c.deliveries.clone().get_attempt(req).await.unwrap().into_inner().attempt.unwrap()
 }
 
 /// A schedule policy with short delays, so retries happen within the test.
@@ -702,4 +709,85 @@ async fn fresh_deliveries_go_from_memory_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fresh_deliveries_go_from_memory_postgres() {
     fresh_deliveries_go_from_memory(common::Backend::Postgres).await;
+}
+
+/// The attempt log keeps what went over the wire: the event's body, or a template's output,
+/// byte for byte, cut at 64 KiB.
+async fn attempt_log_shows_the_body_sent(server: TestServer) {
+    let receiver = Receiver::start(vec![]).await;
+    let s = setup(&server, pb::Destination { url: receiver.url.clone(), secret: SECRET.into(), ..Default::default() })
+        .await;
+    // A second route to the same destination, through a template.
+    let reshaped = pb::Subscription {
+        destination_id: s.destination.id.clone(),
+        transform: Some(pb::subscription::Transform::Template(r#"{"total": {{ body.amount * 2 }}}"#.into())),
+        ..Default::default()
+    };
+    let req = pb::CreateSubscriptionRequest { subscription: Some(reshaped), ..Default::default() };
+    s.c.subscriptions.clone().create_subscription(req).await.unwrap();
+
+    let body = r#"{"amount":250}"#;
+    let event = publish(&s, body).await;
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+    let mut sent: Vec<Vec<u8>> = got.iter().map(|r| r.body.clone()).collect();
+    sent.sort();
+    assert_eq!(sent, [br#"{"amount":250}"#.to_vec(), br#"{"total": 500}"#.to_vec()]);
+    let deliveries =
+        s.c.deliveries
+            .clone()
+            .list_deliveries(pb::ListDeliveriesRequest { event_id: event.id.clone(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .deliveries;
+    assert_eq!(deliveries.len(), 2);
+    let mut logged = Vec::new();
+    for d in &deliveries {
+        let log = loop {
+            let log = attempts(&s, &d.id, pb::AttemptOrder::Newest).await;
+            if !log.is_empty() {
+                break log;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        assert!(log[0].request.as_ref().unwrap().body.is_empty(), "lists leave bodies out");
+        let req = get_attempt(&s, &log[0].id).await.request.unwrap();
+        assert_eq!((req.body_size, req.body_truncated), (req.body.len() as u64, false));
+        logged.push(req.body);
+    }
+    logged.sort();
+    assert_eq!(logged, sent, "each attempt logs its own delivery's body");
+
+    // 100 KiB: the log keeps the first 64 KiB and says it was cut.
+    let big: String = std::iter::repeat_n("0123456789abcdef", 6_400).collect();
+    let big = format!(r#"{{"amount":1,"pad":"{big}"}}"#);
+    let event = publish(&s, &big).await;
+    receiver.wait_for(4, Duration::from_secs(10)).await;
+    let deliveries =
+        s.c.deliveries
+            .clone()
+            .list_deliveries(pb::ListDeliveriesRequest { event_id: event.id.clone(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .deliveries;
+    let mut found = false;
+    for d in deliveries {
+        let log = loop {
+            let log = attempts(&s, &d.id, pb::AttemptOrder::Newest).await;
+            if !log.is_empty() {
+                break log;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        let req = get_attempt(&s, &log[0].id).await.request.unwrap();
+        if req.body_size == big.len() as u64 {
+            assert!(req.body_truncated);
+            assert_eq!(req.body, big.as_bytes()[..64 * 1024]);
+            found = true;
+        } else {
+            assert_eq!(req.body, br#"{"total": 2}"#);
+        }
+    }
+    assert!(found, "the untransformed delivery's attempt");
 }

@@ -271,7 +271,8 @@ pub(crate) fn attempt_proto(a: &AttemptRow, bodies: bool) -> pb::Attempt {
             url: sent.url,
             method: sent.method,
             headers: sent.headers.into_iter().map(|(name, value)| pb::Header { name, value }).collect(),
-            body: if bodies { a.request_body.clone() } else { Vec::new() },
+            // Nothing sent (the destination was gone): the delivery's body was not either.
+            body: if bodies && sent.body_size > 0 { a.request_body.clone() } else { Vec::new() },
             body_truncated: (a.request_body.len() as u64) < sent.body_size,
             body_size: sent.body_size,
         }),

@@ -78,8 +78,6 @@ const PACE_HORIZON: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(500);
 /// How long a destination's settings are cached.
 const DESTINATION_TTL: Duration = Duration::from_secs(2);
-/// Request bodies are kept in the attempt log up to this size.
-const CAPTURE_LIMIT: usize = 64 * 1024;
 
 /// Wakes the dispatcher when deliveries were committed. Cheap to clone.
 #[derive(Clone, Default)]
@@ -710,7 +708,6 @@ impl Dispatcher {
                     error_kind: None,
                     error_message: Some(reason.to_owned()),
                     request: "{}".into(),
-                    request_body: Vec::new(),
                     response_headers: "[]".into(),
                     response_body: Vec::new(),
                     response_truncated: false,
@@ -908,7 +905,6 @@ fn attempt_row(
         error_kind: rec.error.as_ref().map(|e| e.kind.as_str()),
         error_message: rec.error.as_ref().map(|e| e.message.clone()),
         request: request.to_string(),
-        request_body: req.body[..req.body.len().min(CAPTURE_LIMIT)].to_vec(),
         response_headers: serde_json::to_string(&rec.response_headers).expect("JSON of strings"),
         response_body: rec.response_body.clone(),
         response_truncated: rec.response_body_truncated,
