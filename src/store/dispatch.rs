@@ -762,17 +762,26 @@ mod tests {
         let ids = ["att_dst_b_0", "att_dst_a_1", "att_dst_a_2", "att_dst_b_3"].map(Some);
         assert!(matches!(&columns[0], Column::Text(c) if c == &ids), "{:?}", columns[0]);
         assert!(matches!(&columns[7], Column::Int(c) if c == &[Some(500); 4]), "{:?}", columns[7]);
-        // Updates take VALUES rows on both (see `Rows::columns`).
+        // The deliveries' updates join the rows: VALUES on SQLite, arrays on PostgreSQL, planned
+        // for the rows at hand (see `Rows::planned_each_time`).
         let (sqlite, pg) = rows(&statements[1]);
         assert!(sqlite[0].0.starts_with("UPDATE deliveries") && sqlite[0].1 == 4 * 7, "{sqlite:?}");
-        assert!(pg.is_none());
+        assert!(sqlite[0].0.ends_with(") AS v WHERE deliveries.id = v.column1"), "{sqlite:?}");
+        let (pg, columns) = pg.unwrap();
+        assert!(
+            pg.starts_with("UPDATE deliveries SET state = ")
+                && pg.ends_with(
+                    " FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int8[]) \
+                     AS v(column1, column2, column3, column4, column5, column6, column7) WHERE deliveries.id = v.column1"
+                ),
+            "{pg}"
+        );
+        let ids = ["dlv_dst_b_0", "dlv_dst_a_1", "dlv_dst_a_2", "dlv_dst_b_3"].map(Some);
+        assert!(matches!(&columns[0], Column::Text(c) if c == &ids), "{:?}", columns[0]);
         let Statement::Rows(finished) = &statements[1] else { unreachable!() };
-        let each: Vec<_> = finished.each().map(|(sql, args)| (sql, args[0])).collect();
-        assert_eq!(each.len(), 4);
-        assert!(each.iter().all(|(sql, _)| {
-            sql.ends_with("(VALUES ($1, $2, $3, $4, $5, $6, $7)) AS v WHERE deliveries.id = v.column1")
-        }));
-        assert!(matches!(each[3].1, Arg::Text(Some("dlv_dst_b_3"))), "{:?}", each[3].1);
+        assert!(finished.planned_each_time());
+        let Statement::Rows(attempts) = &statements[0] else { unreachable!() };
+        assert!(!attempts.planned_each_time());
         let singles: Vec<&str> = statements[2..]
             .iter()
             .map(|s| match s {

@@ -118,27 +118,21 @@ impl Tx {
     }
 
     /// Runs one statement of a batch's writes: on SQLite the rows go in the fixed-size
-    /// statements; on PostgreSQL rows to insert go in one statement, rows to update one by one
-    /// (see `multirow.rs`).
+    /// statements; on PostgreSQL all of them in one statement (see `multirow.rs`).
     pub(super) async fn run(&mut self, statement: &multirow::Statement<'_>) -> Result<(), StoreError> {
         match (statement, &mut self.conn) {
             (multirow::Statement::One(sql, args), _) => {
                 self.execute(sql, args).await?;
             }
-            (multirow::Statement::Rows(rows), TxConn::Postgres(t)) => match rows.columns() {
-                Some((sql, columns)) => {
-                    let mut q = sqlx::query(sql);
+            (multirow::Statement::Rows(rows), TxConn::Postgres(t)) => {
+                if let Some((sql, columns)) = rows.columns() {
+                    let mut q = sqlx::query(sql).persistent(!rows.planned_each_time());
                     for column in columns {
                         q = column.bind(q);
                     }
                     q.execute(&mut **t).await?;
                 }
-                None => {
-                    for (sql, args) in rows.each() {
-                        self.execute(sql, args).await?;
-                    }
-                }
-            },
+            }
             (multirow::Statement::Rows(rows), _) => {
                 for (sql, args) in rows.chunks() {
                     self.execute(sql, args).await?;

@@ -6,8 +6,8 @@
 //! largest stays far below the bind-parameter limits (SQLite 32 766, PostgreSQL 65 535).
 //!
 //! On PostgreSQL, where each statement is a round trip to the server, any number of rows to
-//! insert is one statement: each column is bound as one array and the rows are `UNNEST(…)` of
-//! them ([`Rows::columns`]).
+//! insert or update is one statement: each column is bound as one array and the rows are
+//! `UNNEST(…)` of them ([`Rows::columns`]).
 
 use std::sync::OnceLock;
 
@@ -52,13 +52,18 @@ impl MultiRow {
     }
 
     /// The statement that takes every row from one array per column: `INSERT INTO {head} SELECT *
-    /// FROM UNNEST($1::text[], …)`. The arrays' types are those of `columns`, the same for every
-    /// batch of a table.
+    /// FROM UNNEST($1::text[], …)`, or `{before} UNNEST(…) AS v(column1, …) {after}`. The arrays'
+    /// types are those of `columns`, the same for every batch of a table.
     fn unnest(&self, columns: &[Column<'_>]) -> &str {
         self.unnest.get_or_init(|| {
             let arrays: Vec<String> =
                 columns.iter().enumerate().map(|(i, c)| format!("${}::{}", i + 1, c.pg_array_type())).collect();
-            format!("INSERT INTO {} SELECT * FROM UNNEST({})", self.before, arrays.join(", "))
+            if self.after.is_empty() {
+                format!("INSERT INTO {} SELECT * FROM UNNEST({})", self.before, arrays.join(", "))
+            } else {
+                let names: Vec<String> = (1..=columns.len()).map(|i| format!("column{i}")).collect();
+                format!("{} UNNEST({}) AS v({}) {}", self.before, arrays.join(", "), names.join(", "), self.after)
+            }
         })
     }
 
@@ -109,24 +114,22 @@ impl<'a> Rows<'a> {
         })
     }
 
-    /// Each row with the one-row statement (PostgreSQL's updates, see [`Rows::columns`]).
-    pub fn each(&self) -> impl Iterator<Item = (&'static str, &[Arg<'a>])> {
-        let sql = self.table.plan(1)[0].0;
-        self.args.chunks_exact(self.table.cols).map(move |row| (sql, row))
+    /// Whether PostgreSQL must plan the statement of [`Rows::columns`] each time it runs, for
+    /// the rows at hand (an unnamed statement), rather than keep one plan per connection.
+    ///
+    /// An `UPDATE … FROM` joins the rows to their table. Kept, its plan is the one made for the
+    /// connection's first batches — while `deliveries` was nearly empty, in a new database — which
+    /// hashes the rows and scans the whole table: finishing a batch of 4–16 deliveries then took
+    /// 2.4–4.3 ms of the server's CPU once the table had grown (`pg_stat_statements`, `perf`).
+    /// Updating row by row instead (one round trip each, 0.036 ms of server time) made a batch of
+    /// 160 attempts 160 statements. Planned for its rows, the join looks each one up by its key.
+    pub fn planned_each_time(&self) -> bool {
+        !self.table.after.is_empty()
     }
 
     /// One statement for all the rows, with one array per column (PostgreSQL); `None` when
-    /// there are no rows, and for an `UPDATE … FROM`, which PostgreSQL then runs row by row
-    /// ([`Rows::each`]). A join of several rows is planned once per connection and kept (a
-    /// generic plan): planned while `deliveries` was nearly empty (a new database, its first
-    /// batches), it hashes the rows and scans the whole table, and finishing a batch of 4–16
-    /// deliveries took 2.4–4.3 ms of the server's CPU once the table had grown
-    /// (`pg_stat_statements`, `perf`), against 0.08 ms for one row, which is looked up by its
-    /// key whatever the table's size.
+    /// there are no rows.
     pub fn columns(&self) -> Option<(&'static str, Vec<Column<'a>>)> {
-        if !self.table.after.is_empty() {
-            return None;
-        }
         let cols = self.table.cols;
         let first = self.args.get(..cols)?;
         let mut columns: Vec<Column<'a>> = first.iter().map(|a| Column::like(a, self.args.len() / cols)).collect();
