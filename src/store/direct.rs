@@ -60,7 +60,7 @@ pub const RESTART_BYTES: i64 = 4 << 20;
 /// WAL pages past which a writing connection checkpoints by itself: only a safety net, should
 /// the background checkpoints fall behind (64 MiB of 1 KiB pages, 256 MiB of 4 KiB ones; SQLite's
 /// default is 1 000). Past it, every commit checkpoints — and syncs the database file — until the
-/// checkpointer makes the WAL start over. Under full load the WAL grows by 8 000–14 000 pages
+/// checkpointer makes the WAL start over. Under full load the WAL grows by up to ≈ 14 000 pages
 /// between two background checkpoints ([`RESTART_BYTES`] is the usual restart point, reached
 /// within one interval), so at 16 384 pages the writers crossed it often: raising it took
 /// ingest from ≈ 33 000 to ≈ 36 000/s and end-to-end from ≈ 10 000 to ≈ 11 000 delivered/s
