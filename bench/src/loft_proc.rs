@@ -42,7 +42,7 @@ pub struct Postgres {
     pub url: String,
     /// The cluster directory when we started the cluster (stopped with `scripts/pg-stop`).
     cluster: Option<(PathBuf, PathBuf)>,
-    /// Databases created on someone else's server, dropped at the end.
+    /// Databases created and not dropped yet (dropped at the end at the latest).
     created: Vec<String>,
     /// The postmaster's pid, to measure the database's CPU time.
     pub postmaster: Option<u32>,
@@ -105,10 +105,18 @@ impl Postgres {
     /// A URL naming a fresh database for one `loft serve` start.
     pub fn fresh_database(&mut self, name: &str) -> anyhow::Result<String> {
         psql(&self.url, &[&format!("CREATE DATABASE {name}")])?;
-        if self.cluster.is_none() {
-            self.created.push(name.to_owned());
-        }
+        self.created.push(name.to_owned());
         url_with_db(&self.url, name)
+    }
+
+    /// Drops a database of [`Postgres::fresh_database`] once its server stopped, so that the next
+    /// repetition starts on a server with none of this one's work left: the drop checkpoints
+    /// (PostgreSQL flushes every dirty buffer before it removes the files), where otherwise the
+    /// next run would pay for flushing this one's writes, and autovacuum has no old tables to
+    /// visit meanwhile. It also bounds the disk a long invocation takes.
+    pub fn drop_database(&mut self, name: &str) {
+        let _ = psql(&self.url, &[&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")]);
+        self.created.retain(|c| c != name);
     }
 }
 

@@ -735,6 +735,15 @@ async fn backlog(b: BacklogRun<'_>) -> anyhow::Result<ScenarioResult> {
 }
 
 /// The WARN and ERROR lines of a server's log: what it complained about under load.
+/// Removes a SQLite database with its WAL and shared-memory files.
+fn remove_sqlite(db: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 fn log_complaints(log: &Path) -> Vec<String> {
     let log = std::fs::read_to_string(log).unwrap_or_default();
     log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).map(str::to_owned).collect()
@@ -906,12 +915,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         // Measured with the first backend, used by every backend of this repetition.
         let mut base = Baselines::default();
         for (bi, &backend) in backends.iter().enumerate() {
+            let pg_database = format!("loft_bench_{}_{rep}", std::process::id());
+            let sqlite_file = tmp.path().join(format!("run{rep}.db"));
             let db_url = match backend {
-                Backend::Sqlite => format!("sqlite://{}", tmp.path().join(format!("run{rep}.db")).display()),
-                Backend::Postgres => pg
-                    .as_mut()
-                    .expect("postgres started")
-                    .fresh_database(&format!("loft_bench_{}_{rep}", std::process::id()))?,
+                Backend::Sqlite => format!("sqlite://{}", sqlite_file.display()),
+                Backend::Postgres => pg.as_mut().expect("postgres started").fresh_database(&pg_database)?,
             };
             // Given on SQLite too, so the server does not write (and warn about) a key file.
             let master = Some(MASTER_KEY);
@@ -1019,6 +1027,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             this_run.push(mem);
             idle.push(json!({"backend": backend.name(), "repetition": rep, "idle_rss_bytes": idle_rss}));
             server.stop();
+            // The next run starts without this one's data (see `Postgres::drop_database`).
+            match backend {
+                Backend::Sqlite => remove_sqlite(&sqlite_file),
+                Backend::Postgres => pg.as_mut().expect("postgres started").drop_database(&pg_database),
+            }
             // What the server complained about under load belongs in the report.
             let complaints = log_complaints(&server.log);
             if !complaints.is_empty() {
@@ -1037,14 +1050,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
 
             if backlog_too {
+                let (pg_database, sqlite_file) =
+                    (format!("{pg_database}_backlog"), tmp.path().join(format!("run{rep}-backlog.db")));
                 let db_url = match backend {
-                    Backend::Sqlite => {
-                        format!("sqlite://{}", tmp.path().join(format!("run{rep}-backlog.db")).display())
-                    }
-                    Backend::Postgres => pg
-                        .as_mut()
-                        .expect("postgres started")
-                        .fresh_database(&format!("loft_bench_{}_{rep}_backlog", std::process::id()))?,
+                    Backend::Sqlite => format!("sqlite://{}", sqlite_file.display()),
+                    Backend::Postgres => pg.as_mut().expect("postgres started").fresh_database(&pg_database)?,
                 };
                 eprintln!("loft-bench: [{}/{}] {} backlog", rep + 1, args.repeat, backend.name());
                 let result = backlog(BacklogRun {
@@ -1064,6 +1074,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 this_run.push(result.unwrap_or_else(|e| {
                     ScenarioResult::failed(backend.name(), Scenario::Backlog.name(), format!("{e:#}"))
                 }));
+                match backend {
+                    Backend::Sqlite => remove_sqlite(&sqlite_file),
+                    Backend::Postgres => pg.as_mut().expect("postgres started").drop_database(&pg_database),
+                }
             }
         }
         all_runs.push(this_run);
