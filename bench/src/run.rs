@@ -734,16 +734,45 @@ async fn backlog(b: BacklogRun<'_>) -> anyhow::Result<ScenarioResult> {
     Ok(r)
 }
 
-/// The WARN and ERROR lines of a server's log: what it complained about under load.
-/// Removes a SQLite database with its WAL and shared-memory files.
-fn remove_sqlite(db: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut path = db.as_os_str().to_owned();
-        path.push(suffix);
-        let _ = std::fs::remove_file(path);
+/// The database of one `loft serve` start: a SQLite file in the invocation's directory, or a
+/// database on the PostgreSQL server.
+struct RunDatabase {
+    backend: Backend,
+    sqlite_file: PathBuf,
+    pg_name: String,
+}
+
+impl RunDatabase {
+    fn new(backend: Backend, dir: &Path, name: &str) -> Self {
+        let pg_name = format!("loft_bench_{}_{name}", std::process::id());
+        Self { backend, sqlite_file: dir.join(format!("{name}.db")), pg_name }
+    }
+
+    /// Creates it (PostgreSQL; SQLite creates its file itself) and gives its URL.
+    fn create(&self, pg: &mut Option<Postgres>) -> anyhow::Result<String> {
+        match self.backend {
+            Backend::Sqlite => Ok(format!("sqlite://{}", self.sqlite_file.display())),
+            Backend::Postgres => pg.as_mut().expect("postgres started").fresh_database(&self.pg_name),
+        }
+    }
+
+    /// Once its server stopped: the next run starts without this one's data (see
+    /// `Postgres::drop_database`). SQLite's WAL and shared-memory files go with the database.
+    fn discard(&self, pg: &mut Option<Postgres>) {
+        match self.backend {
+            Backend::Sqlite => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut path = self.sqlite_file.as_os_str().to_owned();
+                    path.push(suffix);
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            Backend::Postgres => pg.as_mut().expect("postgres started").drop_database(&self.pg_name),
+        }
     }
 }
 
+/// The WARN and ERROR lines of a server's log: what it complained about under load.
 fn log_complaints(log: &Path) -> Vec<String> {
     let log = std::fs::read_to_string(log).unwrap_or_default();
     log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).map(str::to_owned).collect()
@@ -915,12 +944,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         // Measured with the first backend, used by every backend of this repetition.
         let mut base = Baselines::default();
         for (bi, &backend) in backends.iter().enumerate() {
-            let pg_database = format!("loft_bench_{}_{rep}", std::process::id());
-            let sqlite_file = tmp.path().join(format!("run{rep}.db"));
-            let db_url = match backend {
-                Backend::Sqlite => format!("sqlite://{}", sqlite_file.display()),
-                Backend::Postgres => pg.as_mut().expect("postgres started").fresh_database(&pg_database)?,
-            };
+            let database = RunDatabase::new(backend, tmp.path(), &format!("run{rep}"));
+            let db_url = database.create(&mut pg)?;
             // Given on SQLite too, so the server does not write (and warn about) a key file.
             let master = Some(MASTER_KEY);
             let log = tmp.path().join(format!("loft-{}-{rep}.log", backend.name()));
@@ -1027,11 +1052,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             this_run.push(mem);
             idle.push(json!({"backend": backend.name(), "repetition": rep, "idle_rss_bytes": idle_rss}));
             server.stop();
-            // The next run starts without this one's data (see `Postgres::drop_database`).
-            match backend {
-                Backend::Sqlite => remove_sqlite(&sqlite_file),
-                Backend::Postgres => pg.as_mut().expect("postgres started").drop_database(&pg_database),
-            }
+            database.discard(&mut pg);
             // What the server complained about under load belongs in the report.
             let complaints = log_complaints(&server.log);
             if !complaints.is_empty() {
@@ -1050,12 +1071,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
 
             if backlog_too {
-                let (pg_database, sqlite_file) =
-                    (format!("{pg_database}_backlog"), tmp.path().join(format!("run{rep}-backlog.db")));
-                let db_url = match backend {
-                    Backend::Sqlite => format!("sqlite://{}", sqlite_file.display()),
-                    Backend::Postgres => pg.as_mut().expect("postgres started").fresh_database(&pg_database)?,
-                };
+                let database = RunDatabase::new(backend, tmp.path(), &format!("run{rep}_backlog"));
+                let db_url = database.create(&mut pg)?;
                 eprintln!("loft-bench: [{}/{}] {} backlog", rep + 1, args.repeat, backend.name());
                 let result = backlog(BacklogRun {
                     args: &args,
@@ -1074,10 +1091,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 this_run.push(result.unwrap_or_else(|e| {
                     ScenarioResult::failed(backend.name(), Scenario::Backlog.name(), format!("{e:#}"))
                 }));
-                match backend {
-                    Backend::Sqlite => remove_sqlite(&sqlite_file),
-                    Backend::Postgres => pg.as_mut().expect("postgres started").drop_database(&pg_database),
-                }
+                database.discard(&mut pg);
             }
         }
         all_runs.push(this_run);
