@@ -21,6 +21,7 @@ on_both_backends!(
     limits_answer_with_the_right_status,
     dedup_types_and_custom_responses,
     paused_sources_capture_and_hold,
+    filters_read_json_sent_without_a_content_type,
 );
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -392,4 +393,60 @@ async fn paused_sources_capture_and_hold(server: TestServer) {
         .unwrap();
     let got = s.receiver.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(got[0].body, br#"{"held":true}"#);
+}
+
+/// A body that says nothing of its type counts as JSON, for a filter as for a JSON pointer; one
+/// declared as something else does not.
+async fn filters_read_json_sent_without_a_content_type(server: TestServer) {
+    let s = setup(&server).await;
+    let src = source(&s, pb::Source { name: "untyped".into(), ..Default::default() }).await;
+    let large = Receiver::start(vec![]).await;
+    let dst =
+        s.c.destinations
+            .clone()
+            .create_destination(pb::CreateDestinationRequest {
+                destination: Some(pb::Destination { url: large.url.clone(), ..Default::default() }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .destination
+            .unwrap();
+    let sub = pb::Subscription {
+        destination_id: dst.id.clone(),
+        source_id: src.id.clone(),
+        filter: "body.amount > 100".into(),
+        ..Default::default()
+    };
+    s.c.subscriptions
+        .clone()
+        .create_subscription(pb::CreateSubscriptionRequest { subscription: Some(sub), ..Default::default() })
+        .await
+        .unwrap();
+    let send = |content_type: Option<&'static str>, body: &'static str| {
+        let url = src.ingest_url.clone();
+        async move {
+            let headers: Vec<_> = content_type.map(|t| ("content-type", t.to_owned())).into_iter().collect();
+            let (status, answer) = post(&url, &headers, body).await;
+            assert_eq!(status, 200, "{answer}");
+            event_id(&answer)
+        }
+    };
+    let untyped_large = send(None, r#"{"amount":500}"#).await;
+    let untyped_small = send(None, r#"{"amount":5}"#).await;
+    let text_large = send(Some("text/plain"), r#"{"amount":500}"#).await;
+    let to_large = |event: String| {
+        let (deliveries, dst) = (s.c.deliveries.clone(), dst.id.clone());
+        async move {
+            let req = pb::ListDeliveriesRequest { event_id: event, destination_id: dst, ..Default::default() };
+            deliveries.clone().list_deliveries(req).await.unwrap().into_inner().deliveries.len()
+        }
+    };
+    assert_eq!(to_large(untyped_large.clone()).await, 1);
+    assert_eq!(to_large(untyped_small).await, 0, "filtered out");
+    assert_eq!(to_large(text_large).await, 0, "declared as text: no JSON body to filter on");
+    let got = large.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].header("webhook-id"), untyped_large);
+    assert_eq!(got[0].body, br#"{"amount":500}"#);
 }

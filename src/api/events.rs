@@ -13,7 +13,7 @@ use crate::auth::Access;
 use crate::error::{ApiError, ApiResult};
 use crate::feed::WatchRequest;
 use crate::ids::{DeliveryId, DestinationId, EventId, SourceId};
-use crate::intake::{InboundRequest, Incoming, IntakeError, parse_json};
+use crate::intake::{BodyJson, InboundRequest, Incoming, IntakeError, parse_json};
 use crate::proto::event_service_server::EventService;
 use crate::proto::{self as pb, ErrorReason};
 use crate::routing::pattern::{EventTypeName, EventTypePattern};
@@ -101,6 +101,7 @@ fn incoming(state: &AppState, project: crate::ids::ProjectId, r: &pb::PublishEve
         project,
         source_id: None,
         event_type: r.r#type.clone(),
+        json: BodyJson::new(&content_type),
         body,
         content_type,
         request: None,

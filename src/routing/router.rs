@@ -13,7 +13,7 @@ use crate::domain::event_type::EventTypeSpec;
 use crate::domain::project::ProjectSpec;
 use crate::domain::subscription::{SubscriptionSpec, Transform};
 use crate::domain::template::{DEFAULT_CONTENT_TYPE, TemplateSpec};
-use crate::ids::{ProjectId, SourceId};
+use crate::ids::ProjectId;
 use crate::routing::filter::{Filter, FilterContext, FilterInput};
 use crate::routing::pattern::PatternSet;
 use crate::routing::template::{Template, TemplateContext};
@@ -25,7 +25,8 @@ pub const CACHE_TTL: Duration = Duration::from_secs(2);
 pub struct Route {
     pub subscription_id: String,
     pub destination_id: String,
-    source_id: Option<SourceId>,
+    /// As text, the form events carry it in.
+    source_id: Option<String>,
     patterns: PatternSet,
     filter: Option<Filter>,
     transform: Option<(Template, String)>,
@@ -62,6 +63,12 @@ pub struct Routed {
 }
 
 impl ProjectRoutes {
+    /// Whether some route reads an event's content (a filter or a template), so routing needs
+    /// the event's headers, body and time.
+    pub fn inspects_content(&self) -> bool {
+        self.routes.iter().any(|r| r.filter.is_some() || r.transform.is_some())
+    }
+
     pub fn route(&self, e: &RouteInput<'_>) -> Vec<Routed> {
         let source = e.source_id.unwrap_or("");
         let ctx = FilterContext {
@@ -75,9 +82,7 @@ impl ProjectRoutes {
         let mut input: Option<FilterInput> = None;
         let mut out = Vec::new();
         for r in &self.routes {
-            if r.source_id.is_some_and(|s| e.source_id != Some(s.to_string().as_str()))
-                || !r.patterns.matches(e.event_type)
-            {
+            if r.source_id.as_deref().is_some_and(|s| e.source_id != Some(s)) || !r.patterns.matches(e.event_type) {
                 continue;
             }
             if let Some(filter) = &r.filter {
@@ -207,7 +212,7 @@ fn compile(sub: &Stored<SubscriptionSpec>, templates: &HashMap<String, TemplateS
     Ok(Route {
         subscription_id: sub.id.to_string(),
         destination_id: s.destination_id.map(|d| d.to_string()).ok_or("no destination")?,
-        source_id: s.source_id,
+        source_id: s.source_id.map(|id| id.to_string()),
         patterns: PatternSet::parse(&s.event_types).map_err(|e| e.to_string())?,
         filter: s.filter.as_deref().map(Filter::compile).transpose().map_err(|e| e.to_string())?,
         forward_headers: s.forwards_headers(),
