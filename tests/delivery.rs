@@ -181,6 +181,11 @@ async fn delivery_is_signed_and_logged(server: TestServer) {
     );
     let auth = req.headers.iter().find(|h| h.name == "authorization").unwrap();
     assert_eq!(auth.value, "[redacted]", "credentials never stored in the attempt log");
+    // Every other header as the receiver got it, the ones the HTTP client adds included.
+    for name in ["webhook-signature", "x-team", "user-agent", "accept"] {
+        let logged: Vec<_> = req.headers.iter().filter(|h| h.name == name).map(|h| h.value.as_str()).collect();
+        assert_eq!(logged, [r.header(name)], "{name}");
+    }
     let resp = a.response.unwrap();
     assert_eq!((resp.status_code, resp.body.as_slice()), (200, b"ok".as_slice()));
     let ev =

@@ -30,7 +30,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::outcome::{Verdict, judge};
-use super::sender::{AttemptRecord, OutboundRequest, Sender};
+use super::sender::{AttemptRecord, OutboundRequest, REDACTED, Sender};
 use crate::crypto::Cipher;
 use crate::domain::breaker::Transition;
 use crate::domain::destination::{self, DEFAULT_TIMEOUT_MS, DestinationAuth, DestinationSpec};
@@ -728,17 +728,19 @@ impl Dispatcher {
             (None, Some(code)) if !(200..300).contains(&code) => format!("HTTP {code}"),
             _ => String::new(),
         };
-        let item = |kind: &'static str, payload: serde_json::Value| NewActivity {
+        let item = |kind: &'static str, payload: Vec<u8>| NewActivity {
             kind,
             source_id: due.event_source_id.clone(),
             destination_id: Some(due.destination_id.clone()),
             event_type: Some(due.event_type.clone()),
-            payload: serde_json::to_vec(&payload).expect("JSON of strings"),
+            payload,
         };
-        let mut activities = vec![item("ATTEMPT_FINISHED", serde_json::json!({ "attempt_id": attempt_id }))];
+        // Ids need no escaping.
+        let id_payload = |key: &str, id: &str| format!(r#"{{"{key}":"{id}"}}"#).into_bytes();
+        let mut activities = vec![item("ATTEMPT_FINISHED", id_payload("attempt_id", &attempt_id))];
         match state {
-            "SUCCEEDED" => activities.push(item("DELIVERY_SUCCEEDED", serde_json::json!({ "delivery_id": due.id }))),
-            "FAILED" => activities.push(item("DELIVERY_FAILED", serde_json::json!({ "delivery_id": due.id }))),
+            "SUCCEEDED" => activities.push(item("DELIVERY_SUCCEEDED", id_payload("delivery_id", &due.id))),
+            "FAILED" => activities.push(item("DELIVERY_FAILED", id_payload("delivery_id", &due.id))),
             _ => {}
         }
         if let HealthChange::Disable(reason) = &health {
@@ -746,9 +748,10 @@ impl Dispatcher {
             let only_destination = |a: NewActivity| NewActivity { source_id: None, event_type: None, ..a };
             activities.push(only_destination(item(
                 "DESTINATION_STATE_CHANGED",
-                serde_json::json!({
+                serde_json::to_vec(&serde_json::json!({
                     "destination_id": due.destination_id, "state": "DISABLED", "circuit": "OPEN", "reason": reason,
-                }),
+                }))
+                .expect("JSON of strings"),
             )));
         }
         let outcome = if state == "SUCCEEDED" { "success" } else { "failure" };
@@ -883,15 +886,25 @@ fn attempt_row(
     rec: &AttemptRecord,
     target: &Target,
 ) -> NewAttempt {
-    let redacted: Vec<(String, String)> = req
-        .headers
+    /// The attempt's `request` column (`api::deliveries` reads it back).
+    #[derive(serde::Serialize)]
+    struct Sent<'a> {
+        url: &'a str,
+        method: &'a str,
+        headers: Vec<(&'a str, &'a str)>,
+        body_size: usize,
+    }
+    // The headers as the sender recorded them: what went out, with anything that looks like a
+    // credential redacted; the destination's own auth header is redacted whatever its name.
+    let headers = rec
+        .request_headers
         .iter()
         .map(|(n, v)| {
             let secret = target.auth.as_ref().is_some_and(|(a, _)| a.eq_ignore_ascii_case(n));
-            (n.clone(), if secret { "[redacted]".to_owned() } else { v.clone() })
+            (n.as_str(), if secret { REDACTED } else { v.as_str() })
         })
         .collect();
-    let request = serde_json::json!({ "url": req.url, "method": req.method.as_str(), "headers": redacted, "body_size": req.body.len() });
+    let sent = Sent { url: &req.url, method: req.method.as_str(), headers, body_size: req.body.len() };
     let succeeded = rec.error.is_none() && rec.status.is_some_and(|s| (200..300).contains(&s));
     NewAttempt {
         id: id.to_owned(),
@@ -904,7 +917,7 @@ fn attempt_row(
         status_code: rec.status.map(i64::from),
         error_kind: rec.error.as_ref().map(|e| e.kind.as_str()),
         error_message: rec.error.as_ref().map(|e| e.message.clone()),
-        request: request.to_string(),
+        request: serde_json::to_string(&sent).expect("JSON of strings"),
         response_headers: serde_json::to_string(&rec.response_headers).expect("JSON of strings"),
         response_body: rec.response_body.clone(),
         response_truncated: rec.response_body_truncated,

@@ -16,9 +16,10 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, LazyLock, Once};
 use std::time::{Duration, Instant, SystemTime};
 
+use aho_corasick::AhoCorasick;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -447,9 +448,24 @@ fn seconds(d: Duration) -> String {
 /// static headers, plus anything naming `auth`, where custom auth headers usually live.
 fn carries_credentials(name: &str) -> bool {
     const NAMES: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
-    const PARTS: [&str; 10] =
-        ["secret", "token", "api-key", "apikey", "api_key", "password", "passwd", "credential", "private-key", "auth"];
-    NAMES.contains(&name) || PARTS.iter().any(|part| name.contains(part))
+    // One pass over the name: ten `str::contains`, each setting up its own search, were ≈ 2 %
+    // of the end-to-end benchmark's CPU (every header of every attempt is checked).
+    static PARTS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+        AhoCorasick::new([
+            "secret",
+            "token",
+            "api-key",
+            "apikey",
+            "api_key",
+            "password",
+            "passwd",
+            "credential",
+            "private-key",
+            "auth",
+        ])
+        .expect("fixed patterns")
+    });
+    NAMES.contains(&name) || PARTS.is_match(name)
 }
 
 /// Resolves with the system resolver and keeps only the addresses the policy allows.
