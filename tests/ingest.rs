@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::receiver::Receiver;
-use common::{Clients, TestServer};
+use common::{Clients, TestServer, route_some_to, route_to};
 use hmac::{Hmac, Mac};
 use loft::proto as pb;
 use sha2::Sha256;
@@ -65,24 +65,7 @@ async fn setup(server: &TestServer) -> Setup {
         .secret;
     let c = server.clients(&secret).await;
     let receiver = Receiver::start(vec![]).await;
-    let dst = c
-        .destinations
-        .clone()
-        .create_destination(pb::CreateDestinationRequest {
-            destination: Some(pb::Destination { url: receiver.url.clone(), ..Default::default() }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .destination
-        .unwrap();
-    let sub = pb::Subscription { destination_id: dst.id, ..Default::default() };
-    c.subscriptions
-        .clone()
-        .create_subscription(pb::CreateSubscriptionRequest { subscription: Some(sub), ..Default::default() })
-        .await
-        .unwrap();
+    route_to(&c, "", pb::Destination { url: receiver.url.clone(), ..Default::default() }).await;
     Setup { c, http: server.http_url(), receiver }
 }
 
@@ -401,29 +384,10 @@ async fn filters_read_json_sent_without_a_content_type(server: TestServer) {
     let s = setup(&server).await;
     let src = source(&s, pb::Source { name: "untyped".into(), ..Default::default() }).await;
     let large = Receiver::start(vec![]).await;
+    let subscription =
+        pb::Subscription { source_id: src.id.clone(), filter: "body.amount > 100".into(), ..Default::default() };
     let dst =
-        s.c.destinations
-            .clone()
-            .create_destination(pb::CreateDestinationRequest {
-                destination: Some(pb::Destination { url: large.url.clone(), ..Default::default() }),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .destination
-            .unwrap();
-    let sub = pb::Subscription {
-        destination_id: dst.id.clone(),
-        source_id: src.id.clone(),
-        filter: "body.amount > 100".into(),
-        ..Default::default()
-    };
-    s.c.subscriptions
-        .clone()
-        .create_subscription(pb::CreateSubscriptionRequest { subscription: Some(sub), ..Default::default() })
-        .await
-        .unwrap();
+        route_some_to(&s.c, "", pb::Destination { url: large.url.clone(), ..Default::default() }, subscription).await;
     let send = |content_type: Option<&'static str>, body: &'static str| {
         let url = src.ingest_url.clone();
         async move {

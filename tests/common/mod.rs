@@ -343,11 +343,22 @@ pub async fn route_to(
     project_id: &str,
     destination: loft::proto::Destination,
 ) -> loft::proto::Destination {
+    route_some_to(c, project_id, destination, loft::proto::Subscription::default()).await
+}
+
+/// [`route_to`] through `subscription` (its source, types or filter), which gets the
+/// destination's id.
+pub async fn route_some_to(
+    c: &Clients,
+    project_id: &str,
+    destination: loft::proto::Destination,
+    subscription: loft::proto::Subscription,
+) -> loft::proto::Destination {
     let mut destinations = c.destinations.clone();
     let request =
         loft::proto::CreateDestinationRequest { project_id: project_id.to_owned(), destination: Some(destination) };
     let created = destinations.create_destination(request).await.unwrap().into_inner().destination.unwrap();
-    let subscription = loft::proto::Subscription { destination_id: created.id.clone(), ..Default::default() };
+    let subscription = loft::proto::Subscription { destination_id: created.id.clone(), ..subscription };
     let request =
         loft::proto::CreateSubscriptionRequest { project_id: project_id.to_owned(), subscription: Some(subscription) };
     c.subscriptions.clone().create_subscription(request).await.unwrap();
