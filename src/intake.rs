@@ -155,8 +155,7 @@ impl Intake {
             source_id: source.clone(),
             destination_id: None,
             event_type: Some(e.event_type.clone()),
-            // An event id needs no escaping.
-            payload: format!(r#"{{"event_id":"{id}"}}"#).into_bytes(),
+            payload: NewActivity::id_payload("event_id", &id),
         };
         let write = EventWrite {
             event: NewEvent {
@@ -253,7 +252,11 @@ impl Intake {
 
 /// The body as JSON when its content type says JSON (or says nothing) and it parses.
 pub fn parse_json(content_type: &str, body: &[u8]) -> Option<serde_json::Value> {
-    BodyJson::new(content_type).get(body).cloned()
+    parse_if(json_like(content_type), body)
+}
+
+fn parse_if(json_like: bool, body: &[u8]) -> Option<serde_json::Value> {
+    (json_like && !body.is_empty()).then(|| serde_json::from_slice(body).ok()).flatten()
 }
 
 /// Whether a content type says JSON (or says nothing).
@@ -279,9 +282,7 @@ impl BodyJson {
 
     /// `body` as JSON when its content type says JSON (or says nothing) and it parses.
     pub fn get(&self, body: &[u8]) -> Option<&serde_json::Value> {
-        self.parsed
-            .get_or_init(|| (self.json_like && !body.is_empty()).then(|| serde_json::from_slice(body).ok()).flatten())
-            .as_ref()
+        self.parsed.get_or_init(|| parse_if(self.json_like, body)).as_ref()
     }
 }
 

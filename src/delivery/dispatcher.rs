@@ -735,12 +735,10 @@ impl Dispatcher {
             event_type: Some(due.event_type.clone()),
             payload,
         };
-        // Ids need no escaping.
-        let id_payload = |key: &str, id: &str| format!(r#"{{"{key}":"{id}"}}"#).into_bytes();
-        let mut activities = vec![item("ATTEMPT_FINISHED", id_payload("attempt_id", &attempt_id))];
+        let mut activities = vec![item("ATTEMPT_FINISHED", NewActivity::id_payload("attempt_id", &attempt_id))];
         match state {
-            "SUCCEEDED" => activities.push(item("DELIVERY_SUCCEEDED", id_payload("delivery_id", &due.id))),
-            "FAILED" => activities.push(item("DELIVERY_FAILED", id_payload("delivery_id", &due.id))),
+            "SUCCEEDED" => activities.push(item("DELIVERY_SUCCEEDED", NewActivity::id_payload("delivery_id", &due.id))),
+            "FAILED" => activities.push(item("DELIVERY_FAILED", NewActivity::id_payload("delivery_id", &due.id))),
             _ => {}
         }
         if let HealthChange::Disable(reason) = &health {

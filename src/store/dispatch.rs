@@ -132,8 +132,9 @@ pub struct AttemptFilter {
 
 /// The body an attempt sent, as far as the attempt log keeps it (its first 64 KiB, the cut the
 /// response body gets too): the delivery's own body (a template's output) or else its event's —
-/// exactly what was signed and sent, which never changes after the delivery is created. Attempts store none themselves (their `request_body` is empty; rows written before
-/// hold their copy, which is used as it is): under load a second copy of every body was a
+/// exactly what was signed and sent, which never changes after the delivery is created.
+/// Attempts store none themselves (their `request_body` is empty; rows written before hold
+/// their copy, which is used as it is): under load a second copy of every body was a
 /// twentieth of the end-to-end throughput and, with retries, most of the attempt log's size.
 /// Attempts go with their event and delivery (foreign keys), so the body is there as long as
 /// the attempt is. Whether anything was sent at all is the request's `body_size`.

@@ -59,6 +59,14 @@ pub struct NewActivity {
     pub payload: Vec<u8>,
 }
 
+impl NewActivity {
+    /// The payload of an item that names one resource: `{"<key>":"<id>"}` (ids need no
+    /// escaping, so no JSON value is built for it).
+    pub fn id_payload(key: &str, id: &str) -> Vec<u8> {
+        format!(r#"{{"{key}":"{id}"}}"#).into_bytes()
+    }
+}
+
 /// A feed item to insert: its project, the activity, and its time.
 pub(super) type NewFeedItem<'a> = (&'a str, &'a NewActivity, Micros);
 
