@@ -22,6 +22,7 @@
 //! one, and the next commit writes from the WAL's start again.
 
 use std::collections::HashMap;
+use std::ffi::CStr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ use super::events::{
     TAKE_IDEMPOTENCY_KEY, WriteOutcome, delivery_row, event_row, feed_items, feed_rows, stored,
 };
 use super::multirow::{MultiRow, Rows, Statement};
+use super::wal_vfs;
 use super::{DestinationHealth, FeedSignal, StoreError};
 use crate::domain::breaker;
 use crate::timeutil::Micros;
@@ -86,7 +88,7 @@ impl Direct {
     /// Opens the database file the pools use (created and switched to WAL by them), with the
     /// same settings as theirs (see [`super::Store::connect`]).
     pub fn open(path: &Path, feed: FeedSignal) -> Result<Self, StoreError> {
-        let conn = open(path)?;
+        let conn = open(path, Some(wal_vfs::NAME))?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT_PAGES)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -150,12 +152,17 @@ impl Direct {
     }
 }
 
-/// A connection to the database file the pools use (they create it and switch it to WAL).
-fn open(path: &Path) -> Result<rusqlite::Connection, StoreError> {
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-    )?;
+/// A connection to the database file the pools use (they create it and switch it to WAL),
+/// through `vfs` (see [`wal_vfs`]) or SQLite's default.
+fn open(path: &Path, vfs: Option<&CStr>) -> Result<rusqlite::Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = match vfs {
+        Some(vfs) => {
+            wal_vfs::register().map_err(|rc| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rc), None))?;
+            rusqlite::Connection::open_with_flags_and_vfs(path, flags, vfs)?
+        }
+        None => rusqlite::Connection::open_with_flags(path, flags)?,
+    };
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(conn)
@@ -176,7 +183,7 @@ impl std::fmt::Debug for Checkpointer {
 
 impl Checkpointer {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = open(path)?;
+        let conn = open(path, None)?;
         let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
         Ok(Self { conn, restart_pages: RESTART_BYTES / page_size.max(512) })
     }

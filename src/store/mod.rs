@@ -19,6 +19,7 @@ mod multirow;
 mod pg_readers;
 mod projects;
 mod retention;
+mod wal_vfs;
 mod writer;
 
 use std::str::FromStr;
