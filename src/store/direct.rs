@@ -480,6 +480,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_reaches_the_wal_in_one_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, project) = store_with_project(&dir).await;
+        let direct = store.direct().unwrap();
+        let batch =
+            |from: usize| (from..from + 50).map(|i| event(&format!("evt_{i:03}"), &project, None)).collect::<Vec<_>>();
+        // The first commit after a checkpoint may start the WAL over (its header is synced
+        // on its own); the next one only appends.
+        direct.lock().unwrap().write_events(&batch(0), 10).unwrap();
+        let before = wal_vfs::tests::wal_writes();
+        direct.lock().unwrap().write_events(&batch(50), 10).unwrap();
+        // Fifty events with their feed rows: dozens of frames, two writes each without the VFS.
+        assert_eq!(wal_vfs::tests::wal_writes() - before, 1);
+        assert_eq!(store.feed_horizon().await.unwrap(), 100);
+    }
+
+    #[tokio::test]
     async fn checkpoints_move_the_wal_into_the_database_file() {
         let dir = tempfile::tempdir().unwrap();
         let (store, project) = store_with_project(&dir).await;

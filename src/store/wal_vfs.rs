@@ -441,7 +441,7 @@ pub(super) mod tests {
         pub static WAL_WRITES: Cell<u64> = const { Cell::new(0) };
     }
 
-    fn wal_writes() -> u64 {
+    pub fn wal_writes() -> u64 {
         WAL_WRITES.with(Cell::get)
     }
 
