@@ -56,15 +56,18 @@ impl MultiRow {
     /// types are those of `columns`, the same for every batch of a table.
     fn unnest(&self, columns: &[Column<'_>]) -> &str {
         self.unnest.get_or_init(|| {
-            let arrays: Vec<String> =
-                columns.iter().enumerate().map(|(i, c)| format!("${}::{}", i + 1, c.pg_array_type())).collect();
+            let arrays = unnest_arrays(columns, &mut 1);
             if self.after.is_empty() {
-                format!("INSERT INTO {} SELECT * FROM UNNEST({})", self.before, arrays.join(", "))
+                format!("INSERT INTO {} SELECT * FROM {arrays}", self.before)
             } else {
-                let names: Vec<String> = (1..=columns.len()).map(|i| format!("column{i}")).collect();
-                format!("{} UNNEST({}) AS v({}) {}", self.before, arrays.join(", "), names.join(", "), self.after)
+                format!("{} {arrays} AS v({}) {}", self.before, column_names(columns.len()), self.after)
             }
         })
+    }
+
+    /// `table (col, …)` of an insert.
+    pub fn head(&self) -> &'static str {
+        self.before
     }
 
     fn sql(&self, rows: usize) -> String {
@@ -89,6 +92,25 @@ impl MultiRow {
         }
         sql
     }
+}
+
+/// `UNNEST($n::type[], …)` of `columns`, their parameters numbered from `next` on, which is left
+/// past them (PostgreSQL; several tables' rows can then go in one statement).
+pub fn unnest_arrays(columns: &[Column<'_>], next: &mut usize) -> String {
+    let arrays: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            *next += 1;
+            format!("${}::{}", *next - 1, c.pg_array_type())
+        })
+        .collect();
+    format!("UNNEST({})", arrays.join(", "))
+}
+
+/// `column1, …, column{n}`: the names SQLite and PostgreSQL give the columns of `VALUES`, and
+/// Loft gives those of `UNNEST`.
+pub fn column_names(n: usize) -> String {
+    (1..=n).map(|i| format!("column{i}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Rows for one multi-row table, flattened row after row.
