@@ -20,13 +20,8 @@ use super::events::ALLOCATE_FEED_SEQ;
 use super::{Backend, StoreError, Tx, TxConn};
 
 /// The PostgreSQL channel on which nodes tell each other that the feed grew and deliveries may
-/// have come due (a macro, so that statements can name it).
-macro_rules! wake_channel {
-    () => {
-        "loft_wake"
-    };
-}
-pub const WAKE_CHANNEL: &str = wake_channel!();
+/// have come due.
+pub const WAKE_CHANNEL: &str = "loft_wake";
 
 /// Reserves `$1` feed sequence numbers in `tx` and returns the last. On PostgreSQL the same
 /// statement tells the other nodes, when `tx` commits, that there is new work: `NOTIFY` is
@@ -38,13 +33,21 @@ pub fn allocate_feed_seq(tx: &Tx) -> &'static str {
     match tx.conn {
         TxConn::Sqlite(_) => ALLOCATE_FEED_SEQ,
         TxConn::Postgres(_) => {
-            concat!(
-                "WITH wake AS (SELECT pg_notify('",
-                wake_channel!(),
-                "', $2)) UPDATE feed_sequence SET last_seq = last_seq + $1 FROM wake WHERE id = 1 RETURNING last_seq"
-            )
+            static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            SQL.get_or_init(|| format!("WITH {} SELECT last_seq FROM seq", reserve_feed_seq(1, 2)))
         }
     }
+}
+
+/// PostgreSQL: the common table expressions of [`allocate_feed_seq`] — `wake`, the
+/// notification, and `seq`, whose `last_seq` is the last number reserved — with the count of
+/// numbers as parameter `$count` and the node's name as `$node`, for a statement that goes on to
+/// use them (a batch of events written in one statement, `events.rs`).
+pub fn reserve_feed_seq(count: usize, node: usize) -> String {
+    format!(
+        "wake AS (SELECT pg_notify('{WAKE_CHANNEL}', ${node})), \
+         seq AS (UPDATE feed_sequence SET last_seq = last_seq + ${count} FROM wake WHERE id = 1 RETURNING last_seq)"
+    )
 }
 
 /// Locks a destination's health row for the rest of `tx` (creating it when missing), so that a

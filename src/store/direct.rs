@@ -33,7 +33,7 @@ use super::destinations::HEALTH_OF;
 use super::dispatch::{AttemptResult, AttemptWrites};
 use super::events::{
     ALLOCATE_FEED_SEQ, DELIVERIES, EVENTS, EventWrite, FEED, IDEMPOTENT_EVENT, NewEvent, NewFeedItem,
-    TAKE_IDEMPOTENCY_KEY, WriteOutcome, delivery_row, event_row, feed_items, feed_rows, stored,
+    TAKE_IDEMPOTENCY_KEY, WriteOutcome, delivery_rows, event_rows, feed_items, feed_rows, stored,
 };
 use super::multirow::{MultiRow, Rows, Statement};
 use super::wal_vfs;
@@ -106,11 +106,8 @@ impl Direct {
         let outcomes =
             batch.iter().map(|w| claim_idempotency(&mut tx, &w.event, now)).collect::<Result<Vec<_>, _>>()?;
         let stored = stored(batch, &outcomes);
-        let events: Vec<_> = stored.iter().map(|w| event_row(&w.event)).collect();
-        insert_rows(&mut tx, &EVENTS, &events)?;
-        let deliveries: Vec<_> =
-            stored.iter().flat_map(|w| w.deliveries.iter().map(move |d| delivery_row(&w.event, d, now))).collect();
-        insert_rows(&mut tx, &DELIVERIES, &deliveries)?;
+        insert_rows(&mut tx, &EVENTS, &event_rows(&stored))?;
+        insert_rows(&mut tx, &DELIVERIES, &delivery_rows(&stored, now))?;
         let appended = append_feed(&mut tx, &feed_items(&stored))?;
         tx.commit(appended)?;
         Ok(outcomes)

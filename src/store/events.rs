@@ -147,7 +147,17 @@ pub(super) static FEED: MultiRow =
     MultiRow::new("feed (seq, project_id, kind, time, source_id, destination_id, event_type, payload)", 8);
 
 /// A row of [`EVENTS`].
-pub(super) fn event_row(e: &NewEvent) -> [Arg<'_>; 12] {
+/// The rows of the stored events.
+pub(super) fn event_rows<'a>(stored: &[&'a EventWrite]) -> Vec<[Arg<'a>; 12]> {
+    stored.iter().map(|w| event_row(&w.event)).collect()
+}
+
+/// The rows of the stored events' deliveries.
+pub(super) fn delivery_rows<'a>(stored: &[&'a EventWrite], now: Micros) -> Vec<[Arg<'a>; 14]> {
+    stored.iter().flat_map(|w| w.deliveries.iter().map(move |d| delivery_row(&w.event, d, now))).collect()
+}
+
+fn event_row(e: &NewEvent) -> [Arg<'_>; 12] {
     [
         (&e.id).into(),
         (&e.project_id).into(),
@@ -165,7 +175,7 @@ pub(super) fn event_row(e: &NewEvent) -> [Arg<'_>; 12] {
 }
 
 /// A row of [`DELIVERIES`]: a new delivery of `e`, created at `now`.
-pub(super) fn delivery_row<'a>(e: &'a NewEvent, d: &'a NewDelivery, now: Micros) -> [Arg<'a>; 14] {
+fn delivery_row<'a>(e: &'a NewEvent, d: &'a NewDelivery, now: Micros) -> [Arg<'a>; 14] {
     [
         (&d.id).into(),
         (&e.project_id).into(),
@@ -276,9 +286,8 @@ impl Store {
         static WITH_DELIVERIES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         static WITHOUT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let stored: Vec<&EventWrite> = batch.iter().collect();
-        let events: Vec<_> = stored.iter().map(|w| event_row(&w.event)).collect();
-        let deliveries: Vec<_> =
-            stored.iter().flat_map(|w| w.deliveries.iter().map(move |d| delivery_row(&w.event, d, now))).collect();
+        let events = event_rows(&stored);
+        let deliveries = delivery_rows(&stored, now);
         let items = feed_items(&stored);
         // Numbered from 1; the statement adds what comes before them.
         let feed = feed_rows(1, &items);
@@ -296,13 +305,12 @@ impl Store {
             let deliveries = deliveries.as_deref().map_or(String::new(), |d| {
                 format!(", deliveries AS (INSERT INTO {} SELECT * FROM {})", DELIVERIES.head(), unnest_arrays(d, next))
             });
-            let (count, node) = (*next, *next + 1);
+            let count = *next;
             format!(
-                "WITH wake AS (SELECT pg_notify('{channel}', ${node})), \
-                 seq AS (UPDATE feed_sequence SET last_seq = last_seq + ${count} FROM wake WHERE id = 1 RETURNING last_seq), \
+                "WITH {reserve}, \
                  events AS (INSERT INTO {events_head} SELECT * FROM {events_from}){deliveries} \
                  INSERT INTO {feed_head} SELECT seq.last_seq - ${count} + v.column1, {rest} FROM seq, {feed_from} AS v({names})",
-                channel = super::dialect::WAKE_CHANNEL,
+                reserve = super::dialect::reserve_feed_seq(count, count + 1),
                 events_head = EVENTS.head(),
                 feed_head = FEED.head(),
                 rest = (2..=feed.len()).map(|i| format!("v.column{i}")).collect::<Vec<_>>().join(", "),
@@ -335,11 +343,8 @@ impl Store {
 
     /// Inserts the events, then their deliveries: a few multi-row statements per batch.
     async fn insert_events(&self, tx: &mut Tx, stored: &[&EventWrite], now: Micros) -> Result<(), StoreError> {
-        let events: Vec<_> = stored.iter().map(|w| event_row(&w.event)).collect();
-        insert_rows(tx, &EVENTS, &events).await?;
-        let deliveries: Vec<_> =
-            stored.iter().flat_map(|w| w.deliveries.iter().map(move |d| delivery_row(&w.event, d, now))).collect();
-        insert_rows(tx, &DELIVERIES, &deliveries).await
+        insert_rows(tx, &EVENTS, &event_rows(stored)).await?;
+        insert_rows(tx, &DELIVERIES, &delivery_rows(stored, now)).await
     }
 
     /// Appends activity of one project to the feed, inside `tx`.
