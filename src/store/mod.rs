@@ -468,8 +468,13 @@ impl Store {
             tokio::task::spawn_blocking(move || f(&checkpointer.lock().expect("checkpointer poisoned")))
         };
         if run(Checkpointer::passive).await.map_err(StoreError::unavailable)?? {
-            let _lock = self.write_lock().await;
-            run(Checkpointer::restart).await.map_err(StoreError::unavailable)??;
+            let lock = self.write_lock().await;
+            let held = std::time::Instant::now();
+            let restarted = run(Checkpointer::restart).await;
+            drop(lock);
+            // How long every write waited for it.
+            metrics::histogram!("loft_sqlite_wal_restart_seconds").record(held.elapsed().as_secs_f64());
+            restarted.map_err(StoreError::unavailable)??;
         }
         Ok(())
     }

@@ -285,6 +285,8 @@ unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int 
 }
 
 unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
+    #[cfg(test)]
+    tests::SYNCS.with(|n| n.set(n.get() + 1));
     unsafe { landed!(file, |m, real| m.xSync.expect("xSync")(real, flags)) }
 }
 
@@ -439,10 +441,16 @@ pub(super) mod tests {
     thread_local! {
         /// Writes that reached a WAL file from this thread.
         pub static WAL_WRITES: Cell<u64> = const { Cell::new(0) };
+        /// Syncs of any file opened through this VFS, from this thread.
+        pub static SYNCS: Cell<u64> = const { Cell::new(0) };
     }
 
     pub fn wal_writes() -> u64 {
         WAL_WRITES.with(Cell::get)
+    }
+
+    pub fn syncs() -> u64 {
+        SYNCS.with(Cell::get)
     }
 
     /// A WAL database of 1 KiB pages at `path`, created through the default VFS, and a
