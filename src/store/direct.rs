@@ -155,7 +155,7 @@ fn open(path: &Path, vfs: Option<&CStr>) -> Result<rusqlite::Connection, StoreEr
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let conn = match vfs {
         Some(vfs) => {
-            wal_vfs::register().map_err(|rc| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rc), None))?;
+            wal_vfs::register().map_err(failure)?;
             rusqlite::Connection::open_with_flags_and_vfs(path, flags, vfs)?
         }
         None => rusqlite::Connection::open_with_flags(path, flags)?,
@@ -244,10 +244,15 @@ fn sync_files(conn: &rusqlite::Connection) -> Result<(), StoreError> {
             }
         };
         if rc != ffi::SQLITE_OK && rc != ffi::SQLITE_NOTFOUND {
-            return Err(rusqlite::Error::SqliteFailure(ffi::Error::new(rc), None).into());
+            return Err(failure(rc).into());
         }
     }
     Ok(())
+}
+
+/// The error of an SQLite result code returned by a call rusqlite does not wrap.
+fn failure(rc: std::ffi::c_int) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(ffi::Error::new(rc), None)
 }
 
 /// A transaction of the writer's connection.

@@ -146,7 +146,6 @@ pub(super) static DELIVERIES: MultiRow = MultiRow::new(
 pub(super) static FEED: MultiRow =
     MultiRow::new("feed (seq, project_id, kind, time, source_id, destination_id, event_type, payload)", 8);
 
-/// A row of [`EVENTS`].
 /// The rows of the stored events.
 pub(super) fn event_rows<'a>(stored: &[&'a EventWrite]) -> Vec<[Arg<'a>; 12]> {
     stored.iter().map(|w| event_row(&w.event)).collect()
@@ -157,6 +156,7 @@ pub(super) fn delivery_rows<'a>(stored: &[&'a EventWrite], now: Micros) -> Vec<[
     stored.iter().flat_map(|w| w.deliveries.iter().map(move |d| delivery_row(&w.event, d, now))).collect()
 }
 
+/// A row of [`EVENTS`].
 fn event_row(e: &NewEvent) -> [Arg<'_>; 12] {
     [
         (&e.id).into(),
